@@ -1,0 +1,5 @@
+import sys
+
+from bertpress.cli import main
+
+sys.exit(main())

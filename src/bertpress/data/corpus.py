@@ -1,0 +1,202 @@
+"""Tokenise the corpus once, pack it into fixed-length blocks, cache it, and split off a held-out set.
+
+Blocks are ``[CLS] t_1 … t_{n-2} [SEP]`` over the concatenated token stream, with ``[SEP]`` between documents.
+The cache key covers the sources (path, size, mtime or dataset fingerprint), the tokenizer's full serialisation
+and the block size, so a second run with the same inputs reads a memory-mapped ``.npy`` instead of re-tokenising.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from bertpress.atomic import atomic_write_bytes, atomic_write_json
+from bertpress.data.sources import ReadStats, expand_files, load_hf_dataset, read_dataset, read_files
+from bertpress.errors import BertpressError
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+_TOKENIZE_BATCH = 2000
+
+#: Held-out blocks are drawn with this fixed seed, so every run on a corpus validates on the same blocks.
+SPLIT_SEED = 1234
+
+
+@dataclass
+class PackedCorpus:
+    """Packed blocks (``int32 [n, block_size]``, usually memory-mapped), the training and held-out block indices,
+    and how they were made."""
+
+    blocks: np.ndarray
+    train_index: np.ndarray
+    valid_index: np.ndarray
+    meta: dict[str, Any]
+
+    @property
+    def block_size(self) -> int:
+        return int(self.blocks.shape[1])
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.asarray(self.blocks[self.valid_index])
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("BERTPRESS_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "bertpress"
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of everything that decides token ids (the fast tokenizer's JSON, or the vocabulary)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # padding/truncation settings change with each call and do not affect ids
+        state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        blob = json.dumps(state, sort_keys=True)
+    else:
+        blob = json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _source_identity(source: Any) -> Any:
+    if isinstance(source, str):
+        return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in expand_files(source)]
+    return source.model_dump()
+
+
+def cache_key(sources: list[Any], tokenizer, block_size: int, text_field: str) -> str:
+    ident = {"v": CACHE_VERSION, "sources": [_source_identity(s) for s in sources], "text_field": text_field,
+             "tokenizer": tokenizer_fingerprint(tokenizer), "block_size": block_size}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def iter_segments(sources: list[Any], text_field: str, stats: ReadStats) -> Iterator[str | None]:
+    for source in sources:
+        if isinstance(source, str):
+            yield from read_files(source, text_field, stats)
+        else:
+            ds = load_hf_dataset(source.dataset, source.config, source.split)
+            yield from read_dataset(ds, source.text_field, stats)
+
+
+def _batched(segments: Iterator[str | None], size: int) -> Iterator[list[str | None]]:
+    batch: list[str | None] = []
+    for seg in segments:
+        batch.append(seg)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def pack(token_stream: Iterator[list[int]], block_size: int, cls_id: int, sep_id: int) -> np.ndarray:
+    """Pack a stream of id chunks into ``[CLS] … [SEP]`` blocks; the trailing partial block is dropped."""
+    body = block_size - 2
+    flat = np.fromiter((t for chunk in token_stream for t in chunk), dtype=np.int32)
+    n = len(flat) // body
+    blocks = np.empty((n, block_size), dtype=np.int32)
+    blocks[:, 0] = cls_id
+    blocks[:, -1] = sep_id
+    blocks[:, 1:-1] = flat[: n * body].reshape(n, body)
+    return blocks
+
+
+def tokenize_segments(segments: Iterator[str | None], tokenizer, sep_id: int) -> Iterator[list[int]]:
+    """Token ids of each text segment; a document boundary becomes one ``[SEP]`` (never two in a row)."""
+    last_was_sep = True
+    for batch in _batched(segments, _TOKENIZE_BATCH):
+        texts = [s for s in batch if s is not None]
+        encoded = iter(tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
+                                 return_token_type_ids=False, verbose=False)["input_ids"]) if texts else iter(())
+        for seg in batch:
+            if seg is None:
+                if not last_was_sep:
+                    yield [sep_id]
+                    last_was_sep = True
+            else:
+                ids = next(encoded)
+                if ids:
+                    yield ids
+                    last_was_sep = False
+
+
+def build_blocks(sources: list[Any], tokenizer, block_size: int, text_field: str) -> tuple[np.ndarray, ReadStats]:
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise BertpressError("the tokenizer has no CLS/SEP tokens: use a BERT-family tokenizer")
+    stats = ReadStats()
+    segments = tqdm(iter_segments(sources, text_field, stats), desc="tokenising", unit=" lines", mininterval=2)
+    blocks = pack(tokenize_segments(segments, tokenizer, tokenizer.sep_token_id), block_size,
+                  tokenizer.cls_token_id, tokenizer.sep_token_id)
+    if stats.files == 0 and stats.skipped_files and not any(not isinstance(s, str) for s in sources):
+        raise BertpressError(
+            f"every corpus file was skipped as binary or unreadable ({len(stats.skipped_files)}: "
+            f"{stats.skipped_files[0]}, ...): point data.sources at UTF-8 text, JSONL or .gz files"
+        )
+    return blocks, stats
+
+
+def split_indices(index: np.ndarray, fraction: float, max_valid: int, block_size: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``min(max_valid, round(fraction·n))`` (at least 1) of the blocks in ``index``, drawn with
+    :data:`SPLIT_SEED`; returns sorted (train, valid) block indices."""
+    n = len(index)
+    if n < 2:
+        raise BertpressError(
+            f"the corpus packs into {n} block(s) of {block_size} tokens, too few to train and validate: "
+            "add text or lower data.block_size"
+        )
+    n_valid = max(1, min(max_valid, round(fraction * n), n - 1))
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    return np.sort(index[order[n_valid:]]), np.sort(index[order[:n_valid]])
+
+
+def load_corpus(data, tokenizer, *, seed: int = 0, cache_dir: str | Path | None = None) -> PackedCorpus:
+    """Tokenised, packed, cached and split corpus for a recipe's ``data`` section."""
+    cache = Path(cache_dir or data.cache_dir or default_cache_dir()) / "corpus"
+    key = cache_key(data.sources, tokenizer, data.block_size, data.text_field)
+    npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
+    if npy.is_file() and meta_path.is_file():
+        blocks = np.load(npy, mmap_mode="r")
+        meta = json.loads(meta_path.read_text())
+        log.info("corpus: %d blocks from cache %s", len(blocks), npy)
+    else:
+        blocks, stats = build_blocks(data.sources, tokenizer, data.block_size, data.text_field)
+        if len(blocks) == 0:
+            raise BertpressError(
+                f"the corpus is empty ({stats.lines} text lines read, {len(stats.skipped_files)} files skipped): "
+                "point data.sources at non-empty text"
+            )
+        meta = {"key": key, "sources": [s if isinstance(s, str) else s.model_dump() for s in data.sources],
+                "blocks": len(blocks), "block_size": data.block_size, "tokens": int(blocks.size),
+                "files": stats.files, "lines": stats.lines, "skipped_files": stats.skipped_files,
+                "skipped_lines": stats.skipped_lines}
+        buf = _npy_bytes(blocks)
+        atomic_write_bytes(npy, buf)
+        atomic_write_json(meta_path, meta)
+        if stats.skipped_files or stats.skipped_lines:
+            log.warning("corpus: skipped %d binary files and %d non-UTF-8 lines",
+                        len(stats.skipped_files), stats.skipped_lines)
+        log.info("corpus: %d blocks of %d tokens (cached at %s)", len(blocks), data.block_size, npy)
+    index = np.arange(len(blocks))
+    if data.max_blocks is not None and data.max_blocks < len(blocks):
+        index = np.sort(np.random.default_rng(seed).choice(len(blocks), data.max_blocks, replace=False))
+    train, valid = split_indices(index, data.validation_fraction, data.max_validation_blocks, data.block_size)
+    return PackedCorpus(blocks, train, valid, {**meta, "train_blocks": len(train), "valid_blocks": len(valid)})
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()

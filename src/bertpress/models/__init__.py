@@ -1,0 +1,1 @@
+"""Teacher loading, student building and the anatomy/feature hooks shared by every objective and initialiser."""

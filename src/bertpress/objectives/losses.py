@@ -1,0 +1,114 @@
+"""Distillation losses as pure functions of tensors, registered by name.
+
+Conventions: hidden states are ``[batch, seq, dim]``; ``mask`` is the ``[batch, seq]`` attention mask (1 = real
+token) and every mean runs over real tokens only; relation/attention logits are ``[batch, heads, seq, seq]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bertpress.registry import Registry
+
+LOSSES: Registry[Callable[..., Tensor]] = Registry("loss")
+
+
+def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of ``values [batch, seq, ...]`` over real tokens (all elements when ``mask`` is None).
+
+    Weighted sums rather than boolean indexing: no host sync and no gather/scatter in the backward pass.
+    """
+    if mask is None:
+        return values.mean()
+    m = mask.to(values.dtype).reshape(*mask.shape, *([1] * (values.dim() - 2)))
+    per_token = values[0, 0].numel()
+    return (values * m).sum() / (m.sum() * per_token).clamp_min(1)
+
+
+@LOSSES.register("soft_cross_entropy")
+def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
+                       mask: Tensor | None = None) -> Tensor:
+    """Soft-target cross-entropy with temperature, scaled by T² (Hinton et al., 2015; DistilBERT, Sanh et al., 2019).
+
+    ``L = T² · mean_tokens Σ_v −softmax(z_t/T)_v · log softmax(z_s/T)_v``
+    """
+    s = student_logits.float() / temperature
+    t = teacher_logits.float() / temperature
+    ce = -(F.softmax(t, dim=-1) * F.log_softmax(s, dim=-1)).sum(-1)
+    return _masked_mean(ce, mask) * temperature**2
+
+
+@LOSSES.register("mlm")
+def mlm_cross_entropy(student_logits: Tensor, labels: Tensor) -> Tensor:
+    """Masked-LM loss: ``L = mean_{i: labels_i ≠ −100} −log softmax(z_i)[labels_i]`` (Devlin et al., 2019)."""
+    return F.cross_entropy(student_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+
+
+@LOSSES.register("cosine")
+def cosine_loss(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Cosine embedding loss with target 1 (DistilBERT): ``L = mean_tokens (1 − cos(h_s, h_t))``."""
+    return _masked_mean(1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=-1), mask)
+
+
+@LOSSES.register("mse")
+def hidden_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean squared error over real tokens and features (TinyBERT, Jiao et al., 2020, eqs. 9-10).
+
+    ``L = mean_{tokens, d} (h_s W − h_t)²`` where any projection ``W`` is applied by the caller.
+    """
+    return _masked_mean((student.float() - teacher.float()).pow(2), mask)
+
+
+def relation_logits(a: Tensor, b: Tensor, num_heads: int) -> Tensor:
+    """Scaled dot products between two projections split into ``num_heads`` relation heads (MiniLMv2).
+
+    ``a, b: [batch, seq, D]`` → ``[batch, heads, seq, seq]`` with ``R_h = A_h B_hᵀ / √(D/heads)``. With
+    ``a = Q``, ``b = K`` and ``heads`` = the model's head count this is exactly the pre-softmax attention score.
+    """
+    bsz, seq, dim = a.shape
+    d = dim // num_heads
+    a = a.view(bsz, seq, num_heads, d).transpose(1, 2)
+    b = b.view(bsz, b.shape[1], num_heads, d).transpose(1, 2)
+    return torch.matmul(a, b.transpose(-1, -2)) / math.sqrt(d)
+
+
+def _pair_mask(mask: Tensor | None, ref: Tensor) -> Tensor:
+    """``[batch, 1, seq, seq]`` boolean mask of (query, key) pairs that are both real tokens."""
+    m = torch.ones(ref.shape[0], ref.shape[-1], dtype=torch.bool, device=ref.device) if mask is None else mask.bool()
+    return m[:, None, :, None] & m[:, None, None, :]
+
+
+@LOSSES.register("attention_mse")
+def attention_score_mse(student_scores: Tensor, teacher_scores: Tensor, mask: Tensor | None = None) -> Tensor:
+    """MSE between pre-softmax attention scores over real (query, key) pairs (TinyBERT, eq. 7).
+
+    ``L = mean_{h, i, j real} (S^s_{hij} − S^t_{hij})²``
+    """
+    sq = (student_scores.float() - teacher_scores.float()).pow(2)
+    if mask is None:
+        return sq.mean()
+    pair = _pair_mask(mask, student_scores).to(sq.dtype)
+    return (sq * pair).sum() / (pair.sum() * sq.shape[1]).clamp_min(1)
+
+
+@LOSSES.register("relation_kl")
+def relation_kl(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None) -> Tensor:
+    """KL divergence between relation distributions, summed over keys, averaged over heads and real queries.
+
+    ``L = mean_{h, i real} Σ_j p^t_{hij} (log p^t_{hij} − log p^s_{hij})`` with ``p = softmax_j(logits)`` over real
+    keys j. Used for MiniLM's self-attention distribution and value-relation transfer (Wang et al., 2020) and
+    MiniLMv2's multi-head self-attention relations (Wang et al., 2021).
+    """
+    pair = _pair_mask(mask, student_logits)
+    neg = torch.finfo(torch.float32).min
+    s = student_logits.float().masked_fill(~pair, neg)
+    t = teacher_logits.float().masked_fill(~pair, neg)
+    log_ps, log_pt = F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1)
+    kl = (log_pt.exp() * (log_pt - log_ps)).masked_fill(~pair, 0.0).sum(-1)  # [batch, heads, seq]
+    queries = pair.any(-1).to(kl.dtype)  # [batch, 1, seq]
+    return (kl * queries).sum() / (queries.sum() * kl.shape[1]).clamp_min(1)

@@ -1,0 +1,80 @@
+"""Checkpoints that are either complete or absent: saved to ``step-N.tmp`` and renamed; the last N kept.
+
+A checkpoint holds what :meth:`accelerate.Accelerator.save_state` saves (student and projections, optimizer,
+registered scheduler, every process's RNG states) plus ``trainer_state.json`` (step, data position, tokens seen,
+elapsed time). ``--resume`` restores all of it, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from accelerate import Accelerator
+
+from bertpress.atomic import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^step-(\d{8})$")
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class TrainState:
+    """Loop position and counters; ``micro_step`` is the number of micro-batches consumed (per process)."""
+
+    step: int = 0
+    micro_step: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0
+    skipped_batches: int = 0
+
+
+def checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first (``.tmp`` leftovers of a crash are ignored)."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _NAME.match(p.name) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    found = checkpoints(root)
+    return found[-1] if found else None
+
+
+def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainState, keep: int) -> Path:
+    """Save everything to ``root/step-N`` atomically (all processes call this) and prune old checkpoints."""
+    final = root / f"step-{state.step:08d}"
+    tmp = root / f"step-{state.step:08d}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        atomic_write_json(tmp / STATE_FILE, asdict(state))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        for stale in root.glob("step-*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator: Accelerator, path: Path) -> TrainState:
+    """Restore model, optimizer, scheduler and RNG states; returns the loop position."""
+    accelerator.load_state(str(path))
+    state = TrainState(**json.loads((path / STATE_FILE).read_text()))
+    log.info("resumed from %s (step %d)", path, state.step)
+    return state

@@ -1,0 +1,56 @@
+"""Metrics to JSONL (one object per line) and TensorBoard, from the main process only."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bertpress.atomic import atomic_write_text
+
+
+class MetricsLog:
+    """Appends records to ``metrics.jsonl`` and scalars to TensorBoard (``tensorboard/``)."""
+
+    def __init__(self, out_dir: Path, *, enabled: bool, resume_step: int | None = None) -> None:
+        self.enabled = enabled
+        self.path = out_dir / "metrics.jsonl"
+        self._tb = None
+        if not enabled:
+            return
+        if resume_step is not None:
+            self._truncate_after(resume_step)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop records past the resumed checkpoint, so the log reads as one uninterrupted run."""
+        if not self.path.is_file():
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
+
+    def log(self, split: str, step: int, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"split": split, "step": step, "time": round(time.time(), 3), **values}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        for k, v in values.items():
+            if isinstance(v, (int, float)):
+                self._tb.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: Path, split: str | None = None) -> list[dict[str, Any]]:
+    """Records of a ``metrics.jsonl`` (optionally one split)."""
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if split is None or r.get("split") == split]

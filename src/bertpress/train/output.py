@@ -1,0 +1,82 @@
+"""The run directory: refuse to clobber another run, and publish the final student atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bertpress.atomic import atomic_dir, atomic_write_json
+from bertpress.errors import BertpressError
+
+RUN_MARKERS = ("recipe.yaml", "bertpress.json", "checkpoints")
+#: Recipe fields that may change between a run and its resumption (they do not change the result).
+RESUMABLE_CHANGES = {"train.eval_every", "train.save_every", "train.keep_checkpoints", "train.log_every",
+                     "train.num_workers", "train.eval_batches", "output_dir", "data.cache_dir"}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and k != "init_args":
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def is_run_dir(path: Path) -> bool:
+    return any((path / m).exists() for m in RUN_MARKERS)
+
+
+def prepare_output_dir(path: Path, recipe: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
+    """Check that ``path`` may receive this run; with ``overwrite`` clear a previous run first."""
+    if resume and overwrite:
+        raise BertpressError("--resume and --overwrite contradict each other: pass only one")
+    if path.exists() and not path.is_dir():
+        raise BertpressError(f"output_dir {str(path)!r} is a file: choose a directory path")
+    if path.is_dir() and any(path.iterdir()):
+        if not is_run_dir(path):
+            raise BertpressError(
+                f"output_dir {str(path)!r} is not empty and holds no bertpress run: choose a new or empty directory")
+        if overwrite:
+            shutil.rmtree(path)
+        elif resume:
+            check_resumable(path, recipe)
+        else:
+            raise BertpressError(
+                f"output_dir {str(path)!r} already holds a run: pass --resume to continue it, --overwrite to replace "
+                "it, or choose another output_dir")
+    elif resume:
+        raise BertpressError(f"nothing to resume in {str(path)!r}: run without --resume to start")
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def check_resumable(path: Path, recipe: dict[str, Any]) -> None:
+    saved_file = path / "recipe.yaml"
+    if not saved_file.is_file():
+        return
+    saved, now = _flatten(yaml.safe_load(saved_file.read_text()) or {}), _flatten(recipe)
+    changed = sorted(k for k in saved.keys() | now.keys()
+                     if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        k = changed[0]
+        raise BertpressError(
+            f"cannot resume {str(path)!r}: the recipe changed ({k}: {saved.get(k)!r} -> {now.get(k)!r}); resume with "
+            "the original recipe, or use --overwrite / a new output_dir")
+
+
+def publish_student(out_dir: Path, student, tokenizer, summary: dict[str, Any]) -> None:
+    """Write the student and tokenizer (each file replaced atomically), then ``bertpress.json`` last."""
+    staging = out_dir / ".student"
+    with atomic_dir(staging) as tmp:
+        student.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    for f in staging.iterdir():
+        os.replace(f, out_dir / f.name)
+    shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_json(out_dir / "bertpress.json", summary)

@@ -1,0 +1,146 @@
+"""``distill(recipe)``: build everything a recipe names and run it — the Python API behind ``bertpress distill``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import accelerate
+import numpy as np
+import torch
+import transformers
+from accelerate import Accelerator
+from transformers import AutoTokenizer
+
+import bertpress
+from bertpress.atomic import atomic_write_text
+from bertpress.data.corpus import PackedCorpus, load_corpus
+from bertpress.errors import BertpressError
+from bertpress.init import InitContext, initialise
+from bertpress.models.student import StudentShape, build_student, check_same_vocabulary, student_config
+from bertpress.models.teacher import Teacher, load_teacher
+from bertpress.objectives import ObjectiveContext, build_objective, resolve_mapping
+from bertpress.recipe import Recipe, load_recipe, recipe_from_dict
+from bertpress.train.distiller import Distiller
+from bertpress.train.output import prepare_output_dir, publish_student
+from bertpress.train.preflight import check_corpus_and_disk, check_setup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """Where the student went and the run summary (the content of ``bertpress.json``)."""
+
+    output_dir: Path
+    summary: dict[str, Any]
+
+
+def as_recipe(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe_from_dict(recipe.to_dict(), overrides) if overrides else recipe
+    if isinstance(recipe, dict):
+        return recipe_from_dict(recipe, overrides)
+    return load_recipe(recipe, overrides)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct parameters (tied weights counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def _sample_batches(corpus: PackedCorpus, batch_size: int, seed: int):
+    def sample(n: int) -> Iterator[dict[str, torch.Tensor]]:
+        order = np.random.default_rng(seed).permutation(corpus.train_index)
+        for b in range(min(n, len(order) // batch_size)):
+            ids = torch.as_tensor(np.asarray(corpus.blocks[np.sort(order[b * batch_size:(b + 1) * batch_size])]),
+                                  dtype=torch.long)
+            yield {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    return sample
+
+
+def _student_tokenizer(recipe: Recipe, teacher: Teacher):
+    if recipe.student.tokenizer is None:
+        return teacher.tokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(recipe.student.tokenizer)
+    except (OSError, ValueError) as e:
+        raise BertpressError(f"cannot load student.tokenizer {recipe.student.tokenizer!r} ({e}): fix the path") from None
+    check_same_vocabulary(teacher.tokenizer, tok)
+    return tok
+
+
+def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None = None, resume: bool = False,
+            overwrite: bool = False, stop_after: int | None = None,
+            accelerator: Accelerator | None = None) -> RunResult:
+    """Run the distillation a recipe describes; returns the output directory and its summary.
+
+    ``resume`` continues from the last complete checkpoint; ``overwrite`` replaces a previous run in the output
+    directory; ``stop_after`` ends the loop early after that many steps (tests and smoke runs).
+    """
+    t0 = time.perf_counter()
+    recipe = as_recipe(recipe, overrides)
+    out = Path(recipe.output_dir)
+    acc = accelerator or Accelerator(mixed_precision=recipe.train.mixed_precision)
+    if acc.is_main_process:
+        prepare_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
+    acc.wait_for_everyone()
+
+    teacher = load_teacher(recipe.teacher.name_or_path, revision=recipe.teacher.revision,
+                           mlm_head=recipe.teacher.mlm_head)
+    tokenizer = _student_tokenizer(recipe, teacher)
+    spec = recipe.student
+    s_config = student_config(teacher.model.config, StudentShape(spec.num_layers, spec.hidden_size, spec.num_heads,
+                                                                 spec.intermediate_size))
+    mapping = resolve_mapping(recipe.mapping.strategy, s_config.num_hidden_layers,
+                              teacher.model.config.num_hidden_layers, recipe.mapping.layers)
+    objective = build_objective(recipe.objective.name, recipe.objective.options, ObjectiveContext(
+        teacher.model.config, s_config, mapping, teacher.has_mlm_head, teacher.has_mlm_head))
+    check_setup(recipe, teacher.model.config, tokenizer, objective)
+    with acc.main_process_first():
+        corpus = load_corpus(recipe.data, tokenizer, seed=recipe.seed)
+    torch.manual_seed(recipe.seed)
+    student = build_student(s_config, mlm_head=teacher.has_mlm_head)
+    if acc.is_main_process:
+        check_corpus_and_disk(recipe, corpus, out, acc.num_processes, count_parameters(student))
+        atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
+    plan = initialise(spec.init, InitContext(teacher, student, recipe.seed,
+                                             _sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed),
+                                             out), spec.init_args)
+    distiller = Distiller(teacher=teacher, student=student, objective=objective, corpus=corpus, tokenizer=tokenizer,
+                          train=recipe.train, seed=recipe.seed, out_dir=out,
+                          mlm_probability=recipe.data.mlm_probability, accelerator=acc)
+    result = distiller.run(resume=resume, stop_after=stop_after)
+    final_student = distiller.student()
+    summary = {
+        "bertpress_version": bertpress.__version__,
+        "recipe": recipe.to_dict(),
+        "teacher": {"source": recipe.teacher.name_or_path, "description": teacher.describe(),
+                    "parameters": count_parameters(teacher.model), "mlm_head": teacher.has_mlm_head},
+        "student": {"parameters": count_parameters(final_student), "num_layers": s_config.num_hidden_layers,
+                    "hidden_size": s_config.hidden_size, "num_heads": s_config.num_attention_heads,
+                    "intermediate_size": s_config.intermediate_size, "mlm_head": teacher.has_mlm_head},
+        "init": plan,
+        "mapping": mapping,
+        "objective": {"name": recipe.objective.name, **objective.describe()},
+        "frozen": distiller.frozen,
+        "corpus": corpus.meta,
+        "final": result["valid"],
+        "steps": result["state"]["step"],
+        "tokens_seen": result["state"]["tokens"],
+        "train_time_s": round(result["state"]["elapsed"], 2),
+        "wall_time_s": round(time.perf_counter() - t0, 2),
+        "skipped_batches": result["state"]["skipped_batches"],
+        "processes": acc.num_processes,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "accelerate": accelerate.__version__},
+    }
+    if acc.is_main_process:
+        publish_student(out, final_student, tokenizer, summary)
+    acc.wait_for_everyone()
+    return RunResult(out, summary)

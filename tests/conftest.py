@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny teachers (with and without MLM head), a tiny corpus, offline hub settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+from tiny_models import save_tiny_teacher, tiny_text  # noqa: E402
+
+
+def shared_data_dir() -> Path:
+    """``$BERTPRESS_DATA`` or ``../shared/data`` beside the repository."""
+    env = os.environ.get("BERTPRESS_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_mlm(tmp_path_factory) -> Path:
+    return save_tiny_teacher(tmp_path_factory.mktemp("teacher_mlm"), mlm=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_bare(tmp_path_factory) -> Path:
+    return save_tiny_teacher(tmp_path_factory.mktemp("teacher_bare"), mlm=False)
+
+
+@pytest.fixture(params=["mlm", "bare"])
+def tiny_teacher(request, tiny_teacher_mlm, tiny_teacher_bare) -> Path:
+    return tiny_teacher_mlm if request.param == "mlm" else tiny_teacher_bare
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text(tiny_text())
+    return path
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The shared real data; tests using it skip cleanly when it is absent."""
+    d = shared_data_dir()
+    if not d.is_dir():
+        pytest.skip(f"shared data not found at {d} (set BERTPRESS_DATA)")
+    return d

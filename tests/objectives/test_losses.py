@@ -1,0 +1,90 @@
+"""Each loss against a value computed by hand (or by an independent loop) on small tensors."""
+
+import math
+
+import pytest
+import torch
+
+from bertpress.objectives.losses import (
+    attention_score_mse,
+    cosine_loss,
+    hidden_mse,
+    mlm_cross_entropy,
+    relation_kl,
+    relation_logits,
+    soft_cross_entropy,
+)
+
+
+def test_soft_cross_entropy_by_hand():
+    s = torch.tensor([[[1.0, 0.0]]])
+    t = torch.tensor([[[0.0, 0.0]]])
+    # T=1: teacher uniform -> -0.5*log(e/(1+e)) - 0.5*log(1/(1+e))
+    expected = -0.5 * math.log(math.e / (1 + math.e)) - 0.5 * math.log(1 / (1 + math.e))
+    assert soft_cross_entropy(s, t, 1.0).item() == pytest.approx(expected, rel=1e-6)
+    # T=2 scales logits by 1/2 and the loss by 4
+    expected2 = 4 * (-0.5 * math.log(math.exp(0.5) / (1 + math.exp(0.5))) - 0.5 * math.log(1 / (1 + math.exp(0.5))))
+    assert soft_cross_entropy(s, t, 2.0).item() == pytest.approx(expected2, rel=1e-6)
+
+
+def test_soft_cross_entropy_ignores_padding():
+    s = torch.tensor([[[1.0, 0.0], [50.0, -50.0]]])
+    t = torch.tensor([[[0.0, 0.0], [-50.0, 50.0]]])
+    masked = soft_cross_entropy(s, t, 1.0, mask=torch.tensor([[1, 0]]))
+    assert masked.item() == pytest.approx(soft_cross_entropy(s[:, :1], t[:, :1], 1.0).item(), rel=1e-6)
+
+
+def test_mlm_cross_entropy_only_on_labelled_tokens():
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    labels = torch.tensor([[0, -100]])
+    expected = -math.log(math.exp(2) / (math.exp(2) + 2))
+    assert mlm_cross_entropy(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_cosine_loss_by_hand():
+    s = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [3.0, 3.0]]])
+    t = torch.tensor([[[0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]]])
+    # token losses: 1 - 0 = 1; 1 - 1 = 0; padded
+    assert cosine_loss(s, t, torch.tensor([[1, 1, 0]])).item() == pytest.approx(0.5, abs=1e-6)
+
+
+def test_hidden_mse_by_hand():
+    s = torch.tensor([[[1.0, 2.0], [0.0, 0.0]], [[5.0, 5.0], [9.0, 9.0]]])
+    t = torch.zeros_like(s)
+    mask = torch.tensor([[1, 1], [1, 0]])
+    # real tokens: (1+4)/2, 0, (25+25)/2 -> squared errors 1,4,0,0,25,25 over 6 elements
+    assert hidden_mse(s, t, mask).item() == pytest.approx(55 / 6, rel=1e-6)
+    assert hidden_mse(s, t).item() == pytest.approx((55 + 162) / 8, rel=1e-6)
+
+
+def test_relation_logits_equal_attention_scores_per_head():
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    got = relation_logits(q, k, num_heads=2)
+    for h in range(2):
+        qh, kh = q[..., h * 4:(h + 1) * 4], k[..., h * 4:(h + 1) * 4]
+        torch.testing.assert_close(got[:, h], qh @ kh.transpose(1, 2) / 2.0)
+
+
+def test_attention_score_mse_over_real_pairs():
+    s = torch.zeros(1, 1, 2, 2)
+    t = torch.tensor([[[[1.0, 100.0], [100.0, 100.0]]]])
+    assert attention_score_mse(s, t, torch.tensor([[1, 0]])).item() == pytest.approx(1.0)
+    assert attention_score_mse(s, t).item() == pytest.approx((1 + 3 * 100**2) / 4)
+
+
+def test_relation_kl_matches_explicit_loop():
+    torch.manual_seed(1)
+    s, t = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    total, count = 0.0, 0
+    for b in range(2):
+        n = int(mask[b].sum())
+        for h in range(3):
+            for i in range(n):
+                p_t = torch.softmax(t[b, h, i, :n], -1)
+                p_s = torch.softmax(s[b, h, i, :n], -1)
+                total += float((p_t * (p_t.log() - p_s.log())).sum())
+                count += 1
+    assert relation_kl(s, t, mask).item() == pytest.approx(total / count, rel=1e-5)
+    assert relation_kl(t, t, mask).item() == pytest.approx(0.0, abs=1e-6)

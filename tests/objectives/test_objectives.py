@@ -1,0 +1,77 @@
+"""The objectives wire losses to layers correctly, for equal and different shapes."""
+
+import pytest
+import torch
+
+from bertpress.errors import BertpressError
+from bertpress.init import InitContext, initialise
+from bertpress.models.features import FeatureTap, teacher_forward
+from bertpress.models.student import StudentShape, build_student, student_config
+from bertpress.models.teacher import load_teacher
+from bertpress.objectives import ObjectiveContext, build_objective
+
+
+def _setup(teacher_dir, name, options=None, mapping=(2, 4), **shape):
+    teacher = load_teacher(str(teacher_dir))
+    cfg = student_config(teacher.model.config, StudentShape(num_layers=2, **shape))
+    student = build_student(cfg, mlm_head=teacher.has_mlm_head)
+    ctx = ObjectiveContext(teacher.model.config, cfg, list(mapping), teacher.has_mlm_head, teacher.has_mlm_head)
+    return teacher, student, build_objective(name, options, ctx)
+
+
+def _features(teacher, student, objective, ids):
+    t_req, s_req = objective.requests()
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    t = teacher_forward(FeatureTap(teacher.parts, t_req, truncate=True), **batch)
+    from bertpress.models.anatomy import anatomy
+
+    s = FeatureTap(anatomy(student), s_req)(**batch)
+    return s, t, batch
+
+
+def test_tinybert_zero_for_student_copied_along_the_mapping(tiny_teacher_bare):
+    """Student layers copied from teacher layers 1 and 2, mapped to 1 and 2: every term is 0; another mapping is not."""
+    teacher, student, obj = _setup(tiny_teacher_bare, "tinybert", mapping=(1, 2))
+    initialise("select", InitContext(teacher, student.eval(), seed=0), {"layers": [1, 2]})
+    s, t, batch = _features(teacher, student, obj, torch.randint(5, 100, (2, 10)))
+    loss, terms = obj(s, t, batch)
+    assert set(terms) == {"embedding", "hidden", "attention"} and t.hidden.keys() == {0, 1, 2}
+    assert loss.item() == pytest.approx(0.0, abs=1e-10)
+    _, _, other = _setup(tiny_teacher_bare, "tinybert", mapping=(2, 4))
+    s, t, batch = _features(teacher, student, other, torch.randint(5, 100, (2, 10)))
+    assert other(s, t, batch)[1]["hidden"].item() > 1e-5
+
+
+def test_tinybert_projection_when_narrower(tiny_teacher_bare):
+    teacher, student, obj = _setup(tiny_teacher_bare, "tinybert", hidden_size=16, num_heads=2)
+    assert obj.describe()["projection"] is True and obj.describe()["attention_heads"] == 4
+    s, t, batch = _features(teacher, student, obj, torch.randint(5, 100, (2, 10)))
+    loss, _ = obj(s, t, batch)
+    loss.backward()
+    assert obj.proj.weight.grad is not None and torch.isfinite(loss)
+
+
+def test_minilm_relation_heads_differ_from_head_counts(tiny_teacher_bare):
+    teacher, student, obj = _setup(tiny_teacher_bare, "minilm", {"query": 1.0, "key": 1.0}, num_heads=2)
+    assert obj.heads == 4  # teacher 4 heads, student 2 heads: 4 relation heads divide both widths
+    t_req, s_req = obj.requests()
+    assert t_req.query == {4} and s_req.value == {2}
+    s, t, batch = _features(teacher, student, obj, torch.randint(5, 100, (2, 10)))
+    _, terms = obj(s, t, batch)
+    assert set(terms) == {"attention", "value", "query", "key"}
+    assert all(v.item() > 0 for v in terms.values())
+
+
+def test_distilbert_needs_heads(tiny_teacher_bare, tiny_teacher_mlm):
+    _, _, obj = _setup(tiny_teacher_bare, "distilbert")
+    assert set(obj.weights) == {"cos"} and not obj.needs_masking
+    with pytest.raises(BertpressError, match="alpha_ce needs a masked-LM head"):
+        _setup(tiny_teacher_bare, "distilbert", {"alpha_ce": 1.0})
+    _, _, obj = _setup(tiny_teacher_mlm, "distilbert")
+    assert set(obj.weights) == {"ce", "mlm", "cos"} and obj.needs_masking
+    assert obj.requests()[0].logits
+
+
+def test_all_zero_weights_refused(tiny_teacher_bare):
+    with pytest.raises(BertpressError, match="every weight at 0"):
+        _setup(tiny_teacher_bare, "tinybert", {"embedding": 0, "hidden": 0, "attention": 0})

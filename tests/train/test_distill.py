@@ -1,0 +1,79 @@
+"""The loop end to end on tiny models: learning, exact resume, outputs that load with AutoModel."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+from bertpress.errors import BertpressError
+from bertpress.train.data import ResumableBatchSampler
+from bertpress.train.metrics import read_metrics
+from bertpress.train.run import distill
+
+
+@pytest.mark.parametrize(("objective", "term", "ratio"), [
+    ("tinybert", "loss", 0.9), ("minilm", "loss", 0.9),
+    ("distilbert", "cos", 0.9),  # its soft-target CE has the teacher's entropy as a floor
+])
+def test_short_run_lowers_validation_loss(tiny_recipe, objective, term, ratio):
+    result = distill(tiny_recipe(objective={"name": objective}))
+    valid = read_metrics(result.output_dir / "metrics.jsonl", "valid")
+    assert [v["step"] for v in valid] == [0, 20, 40]
+    assert valid[-1]["loss"] < valid[0]["loss"]
+    assert valid[-1][term] < ratio * valid[0][term], valid
+    assert result.summary["final"]["loss"] == pytest.approx(valid[-1]["loss"])
+
+
+def test_output_loads_with_auto_classes(tiny_recipe):
+    result = distill(tiny_recipe(train={"max_steps": 5}))
+    out = result.output_dir
+    model = AutoModel.from_pretrained(out)
+    assert model.config.num_hidden_layers == 2
+    assert isinstance(AutoModelForMaskedLM.from_pretrained(out), torch.nn.Module)
+    assert AutoTokenizer.from_pretrained(out)("the city")["input_ids"][0] == 2
+    summary = json.loads((out / "bertpress.json").read_text())
+    assert summary["mapping"] == [2, 4]
+    assert summary["tokens_seen"] == 5 * 8 * 32
+    assert summary["recipe"]["objective"]["name"] == "tinybert"
+    assert summary["init"]["name"] == "random"
+    assert {"parameters", "num_layers"} <= summary["student"].keys()
+    assert (out / "recipe.yaml").is_file() and list((out / "tensorboard").iterdir())
+
+
+def _weights(out):
+    return load_file(str(out / "model.safetensors"))
+
+
+def test_resume_matches_uninterrupted_run(tiny_recipe, tmp_path):
+    # dropout on, so RNG state restoration matters too
+    common = {"student": {"init": "random"}, "objective": {"name": "distilbert"}}
+    full = distill(tiny_recipe(output_dir=str(tmp_path / "full"), **common))
+    interrupted = tiny_recipe(output_dir=str(tmp_path / "cut"), **common)
+    distill(interrupted, stop_after=27)  # last checkpoint at step 20, then 7 more steps are lost
+    resumed = distill(interrupted, resume=True)
+    a, b = _weights(full.output_dir), _weights(resumed.output_dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+    assert resumed.summary["tokens_seen"] == full.summary["tokens_seen"]
+    steps = [r["step"] for r in read_metrics(resumed.output_dir / "metrics.jsonl", "train")]
+    assert steps == sorted(set(steps)), "metrics of the lost steps are replaced, not duplicated"
+
+
+def test_refuses_existing_run_without_flag(tiny_recipe):
+    recipe = tiny_recipe(train={"max_steps": 2})
+    distill(recipe)
+    with pytest.raises(BertpressError, match="already holds a run"):
+        distill(recipe)
+    distill(recipe, overwrite=True)
+    changed = tiny_recipe(train={"max_steps": 2, "lr": 5e-4})
+    with pytest.raises(BertpressError, match=r"recipe changed \(train.lr"):
+        distill(changed, resume=True)
+
+
+def test_sampler_resumes_mid_epoch():
+    full = list(ResumableBatchSampler(10, 3, seed=1, start=0, total=7))
+    assert sorted(i for b in full[:3] for i in b) == sorted(set(i for b in full[:3] for i in b))
+    assert list(ResumableBatchSampler(10, 3, seed=1, start=4, total=7)) == full[4:]
