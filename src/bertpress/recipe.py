@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,9 +29,8 @@ def _validate_options(registry, name: str, options: dict[str, Any], where: str) 
     try:
         entry.options.model_validate(options)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise ValueError(f"{where}.{loc}: {_explain(err)}") from None
+        loc, text = _merged_errors(e.errors())[0]
+        raise ValueError(f"{where}.{loc}: {text}") from None
 
 
 class TeacherSpec(_Strict):
@@ -204,16 +204,38 @@ def _explain(err: dict[str, Any]) -> str:
     return f"{msg}{shown}" + (f": {hint}" if hint else "")
 
 
+#: A location part naming a union member (``str``, ``list[int]``, ``literal['a']``, ``HubDataset``), not a field.
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|[A-Z]\w*|.*\[.*\].*)$")
+
+
+def _merged_errors(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(field path, explanation) per invalid field; the branches of a failed union become one "a, or b" line."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for err in errors:
+        parts = [str(x) for x in err["loc"]]
+        if parts and _UNION_TAG.match(parts[-1]) and isinstance(err.get("input"), dict) and any(
+                len(o["loc"]) > len(err["loc"]) and list(map(str, o["loc"][:len(parts) - 1])) == parts[:-1]
+                for o in errors):
+            continue  # a scalar branch of ``str | Model`` given a mapping: the model branch explains better
+        key = ".".join(p for p in parts if not _UNION_TAG.match(p))
+        groups.setdefault(key, []).append(err)
+    out = []
+    for loc, errs in groups.items():
+        if len(errs) > 1 and all(e["type"] != "value_error" for e in errs):
+            msgs = [e["msg"] for e in errs]
+            text = msgs[0] + "".join(f", or {m.removeprefix('Input should be ')}" for m in msgs[1:])
+            got = errs[0].get("input")
+            out.append((loc, f"{text} (got {got!r})"))
+        else:
+            out += [(loc, _explain(e)) for e in errs]
+    return out
+
+
 def format_errors(e: ValidationError, source: str = "recipe") -> str:
     """One line per invalid field: ``<source>: <field.path>: <problem>: <fix>``."""
-    errors = e.errors()
     lines = []
-    for err in errors:
-        if "str" in err["loc"] and isinstance(err.get("input"), dict) and len(errors) > 1:
-            continue  # the plain-string branch of a ``str | Model`` union: the model branch explains better
-        loc = ".".join(str(x) for x in err["loc"] if str(x) not in ("str", "HubDataset"))
-        text = _explain(err)
-        if err["type"] == "value_error" and loc and text.startswith(f"{loc}."):
+    for loc, text in _merged_errors(e.errors()):
+        if loc and text.startswith(f"{loc}."):
             lines.append(f"{source}: {text}")
         else:
             lines.append(f"{source}: {loc or '(top level)'}: {text}")

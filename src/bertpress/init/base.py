@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from torch import Tensor
-from transformers import PreTrainedModel
 
-from bertpress.models.teacher import Teacher
 from bertpress.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from transformers import PreTrainedModel
+
+    from bertpress.models.teacher import Teacher
 
 
 @dataclass

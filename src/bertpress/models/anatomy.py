@@ -7,11 +7,14 @@ hard-coding attribute paths, so supporting another architecture means changing t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import nn
-from transformers import PreTrainedModel
 
 from bertpress.errors import BertpressError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 #: Model types known to share BERT's module layout (embeddings + encoder.layer[i].attention.self.query/key/value).
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie", "data2vec-text")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-import transformers
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
-from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import Anatomy, anatomy
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ def load_teacher(name_or_path: str, *, revision: str | None = None, mlm_head: bo
 
     The model is frozen (``requires_grad=False``) and in eval mode.
     """
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
     source = resolve_teacher(name_or_path)
     if Path(source).exists() and not (Path(source) / "config.json").is_file():
         raise BertpressError(f"teacher {name_or_path!r} has no config.json: point teacher to a saved HF model directory")

@@ -6,14 +6,17 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 from torch import Tensor, nn
-from transformers import PretrainedConfig
 
 from bertpress.errors import BertpressError
 from bertpress.models.features import FeatureRequest, Features
 from bertpress.registry import Registry
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 log = logging.getLogger(__name__)
 

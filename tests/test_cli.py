@@ -1,0 +1,43 @@
+"""The ``bertpress`` command end to end on a tiny teacher (subprocess, as a user runs it)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+from transformers import AutoModel
+
+
+def bertpress(*args, cwd=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "bertpress", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def test_distill_end_to_end_and_errors(tmp_path, tiny_teacher_bare, tiny_corpus):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "output_dir": str(tmp_path / "out"),
+        "teacher": {"name_or_path": str(tiny_teacher_bare)},
+        "data": {"sources": [str(tiny_corpus)], "block_size": 32, "cache_dir": str(tmp_path / "cache")},
+        "objective": {"name": "minilm"},
+        "train": {"max_steps": 100, "batch_size": 4, "num_workers": 0, "eval_every": 0, "save_every": 0},
+    }))
+    ok = bertpress("distill", recipe, "--max-steps", 6, "--set", "student.num_layers=1")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "student written to" in ok.stdout
+    summary = json.loads((tmp_path / "out" / "bertpress.json").read_text())
+    assert summary["steps"] == 6 and summary["student"]["num_layers"] == 1
+    assert AutoModel.from_pretrained(tmp_path / "out").config.num_hidden_layers == 1
+
+    again = bertpress("distill", recipe)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1].startswith("bertpress: error: output_dir")
+    assert "--resume" in again.stderr
+
+    bad = bertpress("distill", recipe, "--set", "train.lr=-1", "--output-dir", tmp_path / "other")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (f"bertpress: error: {recipe}: train.lr: Input should be greater than 0 "
+                                  "(got -1): use a larger value")
+    assert not (tmp_path / "other").exists(), "a rejected recipe writes nothing"
