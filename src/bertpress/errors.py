@@ -12,6 +12,6 @@ class BertpressError(Exception):
     exit_code: int = 2
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
-        super().__init__("\n".join(" ".join(line.split()) for line in message.strip().splitlines()))
+        super().__init__("\n".join(" ".join(line.split()) for line in message.strip().split("\n")))
         if exit_code is not None:
             self.exit_code = exit_code

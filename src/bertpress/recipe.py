@@ -212,7 +212,8 @@ def _merged_errors(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(field path, explanation) per invalid field; the branches of a failed union become one "a, or b" line."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for err in errors:
-        parts = [str(x) for x in err["loc"]]
+        parts = [str(x) if str(x).isprintable() and str(x).strip() == str(x) and str(x) else repr(x)
+                 for x in err["loc"]]
         if parts and _UNION_TAG.match(parts[-1]) and isinstance(err.get("input"), dict) and any(
                 len(o["loc"]) > len(err["loc"]) and list(map(str, o["loc"][:len(parts) - 1])) == parts[:-1]
                 for o in errors):

@@ -21,6 +21,7 @@ class Entry(Generic[F]):
     fn: F
     options: type[BaseModel] | None
     summary: str
+    preflight: Callable | None = None
 
 
 class Registry(Generic[F]):
@@ -35,14 +36,16 @@ class Registry(Generic[F]):
         self.kind = kind
         self._entries: dict[str, Entry[F]] = {}
 
-    def register(self, name: str, *, options: type[BaseModel] | None = None) -> Callable[[F], F]:
-        """Decorator adding ``fn`` under ``name``; ``options`` validates the recipe arguments it receives."""
+    def register(self, name: str, *, options: type[BaseModel] | None = None,
+                 preflight: Callable | None = None) -> Callable[[F], F]:
+        """Decorator adding ``fn`` under ``name``; ``options`` validates the recipe arguments it receives and
+        ``preflight`` (same arguments as ``fn``) checks cheaply, before any output is written, that it can run."""
 
         def add(fn: F) -> F:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             doc = (fn.__doc__ or "").strip().splitlines()
-            self._entries[name] = Entry(name, fn, options, doc[0] if doc else "")
+            self._entries[name] = Entry(name, fn, options, doc[0] if doc else "", preflight)
             return fn
 
         return add

@@ -13,7 +13,7 @@ from bertpress import __version__
 from bertpress.errors import BertpressError
 
 #: Verb modules under ``bertpress.cli``; each defines ``register(subparsers)`` and sets ``func`` on its parser.
-VERBS = ("distill",)
+VERBS = ("distill", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "torch.distributed", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)  # "removed shared tensor" on tied weights
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars on every model load
     try:
         return int(args.func(args) or 0)
     except BertpressError as e:

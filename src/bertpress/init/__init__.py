@@ -1,6 +1,6 @@
 """Student initialisers, chosen by name in a recipe: ``random``, ``select``, ``etd-rand`` and ``etd-impt``."""
 
 from bertpress.init import etd, scratch, select  # noqa: F401 - registers the initialisers
-from bertpress.init.base import INITIALISERS, InitContext, initialise
+from bertpress.init.base import INITIALISERS, InitContext, check_initialiser, initialise
 
-__all__ = ["INITIALISERS", "InitContext", "initialise"]
+__all__ = ["INITIALISERS", "InitContext", "check_initialiser", "initialise"]

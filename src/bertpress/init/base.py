@@ -40,11 +40,22 @@ Initialiser = Callable[[InitContext, BaseModel | None], dict[str, Any]]
 INITIALISERS: Registry[Initialiser] = Registry("initialiser")
 
 
+def _options(name: str, options: dict[str, Any] | BaseModel | None) -> BaseModel | None:
+    entry = INITIALISERS.get(name)
+    if entry.options is None:
+        return None
+    return options if isinstance(options, entry.options) else entry.options.model_validate(options or {})
+
+
+def check_initialiser(name: str, ctx: InitContext, options: dict[str, Any] | BaseModel | None = None) -> None:
+    """Fail fast (shape and option checks, no compute) if ``name`` cannot initialise ``ctx.student``."""
+    entry = INITIALISERS.get(name)
+    if entry.preflight is not None:
+        entry.preflight(ctx, _options(name, options))
+
+
 def initialise(name: str, ctx: InitContext, options: dict[str, Any] | BaseModel | None = None) -> dict[str, Any]:
     """Run the initialiser ``name`` with validated ``options``; returns its plan."""
-    entry = INITIALISERS.get(name)
-    opts = None
-    if entry.options is not None:
-        opts = options if isinstance(options, entry.options) else entry.options.model_validate(options or {})
-    plan = entry.fn(ctx, opts)
+    check_initialiser(name, ctx, options)
+    plan = INITIALISERS.get(name).fn(ctx, _options(name, options))
     return {"name": name, **plan}

@@ -123,20 +123,25 @@ def _extract(ctx: InitContext, layers: list[int], scores: Importance | None) -> 
             "teacher_head_dim": parts.head_dim, "student_head_dim": d_s, "tensors_copied": written}
 
 
-@INITIALISERS.register("etd-rand", options=ETDRandOptions)
+def _preflight(ctx: InitContext, options: ETDRandOptions | ETDImptOptions | None) -> None:
+    """Shape and explicit-layer checks, before any output is written."""
+    check_shape(ctx.teacher.model, ctx.student)
+    if options is not None and isinstance(options.layers, list):
+        choose_layers(options.layers, ctx.teacher.parts.num_layers, ctx.student.config.num_hidden_layers)
+
+
+@INITIALISERS.register("etd-rand", options=ETDRandOptions, preflight=_preflight)
 def etd_rand(ctx: InitContext, options: ETDRandOptions | None) -> dict[str, Any]:
     """ETD-Rand: extract a seeded random sub-network (heads, neurons, hidden dims) of the chosen teacher layers."""
     options = options or ETDRandOptions()
-    check_shape(ctx.teacher.model, ctx.student)
     layers = choose_layers(options.layers, ctx.teacher.parts.num_layers, ctx.student.config.num_hidden_layers)
     return _extract(ctx, layers, None)
 
 
-@INITIALISERS.register("etd-impt", options=ETDImptOptions)
+@INITIALISERS.register("etd-impt", options=ETDImptOptions, preflight=_preflight)
 def etd_impt(ctx: InitContext, options: ETDImptOptions | None) -> dict[str, Any]:
     """ETD-Impt: extract the most important heads, neurons and hidden dims, scored on a corpus sample (cached)."""
     options = options or ETDImptOptions()
-    check_shape(ctx.teacher.model, ctx.student)
     if ctx.sample_batches is None:
         raise BertpressError("init 'etd-impt' needs corpus batches to score importance: "
                              "run it from a recipe with data, or use init 'etd-rand'")

@@ -39,16 +39,25 @@ def _check_width(ctx: InitContext) -> None:
             )
 
 
-@INITIALISERS.register("select", options=SelectOptions)
-def select_init(ctx: InitContext, options: SelectOptions | None) -> dict[str, Any]:
-    """Copy embeddings, the chosen teacher layers (default every other) and the MLM head / pooler."""
-    _check_width(ctx)
+def _layers(ctx: InitContext, options: SelectOptions | None) -> list[int]:
     n_t, n_s = ctx.teacher.parts.num_layers, ctx.student.config.num_hidden_layers
     layers = (options.layers if options and options.layers is not None else None) or every_other_layer(n_t, n_s)
     if len(layers) != n_s or not all(1 <= x <= n_t for x in layers):
         raise BertpressError(
             f"init_args.layers {layers} must list {n_s} teacher layers between 1 and {n_t}: one per student layer"
         )
+    return layers
+
+
+def _preflight(ctx: InitContext, options: SelectOptions | None) -> None:
+    _check_width(ctx)
+    _layers(ctx, options)
+
+
+@INITIALISERS.register("select", options=SelectOptions, preflight=_preflight)
+def select_init(ctx: InitContext, options: SelectOptions | None) -> dict[str, Any]:
+    """Copy embeddings, the chosen teacher layers (default every other) and the MLM head / pooler."""
+    layers = _layers(ctx, options)
     teacher_sd = ctx.teacher.model.state_dict()
     copied = 0
     with torch.no_grad():

@@ -38,9 +38,10 @@ def student_config(teacher_config: PretrainedConfig, shape: StudentShape) -> Pre
         if value <= 0:
             raise BertpressError(f"student.{name} must be positive (got {value}): set a size >= 1")
     if hidden % heads:
+        near = sorted((d for d in range(1, hidden + 1) if hidden % d == 0), key=lambda d: (abs(d - heads), d))[:3]
         raise BertpressError(
             f"student.hidden_size {hidden} is not divisible by student.num_heads {heads}: "
-            f"pick heads that divide the width (e.g. {hidden // 64 or 1} heads of 64)"
+            f"use a head count that divides the width, e.g. {', '.join(map(str, sorted(near)))}"
         )
     cfg.num_hidden_layers = layers
     cfg.hidden_size = hidden

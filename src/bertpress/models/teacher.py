@@ -70,6 +70,10 @@ def load_teacher(name_or_path: str, *, revision: str | None = None, mlm_head: bo
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
     source = resolve_teacher(name_or_path)
+    if source.startswith(("/", ".", "~")) and not Path(source).expanduser().exists():
+        raise BertpressError(f"teacher directory {name_or_path!r} does not exist: fix the path, or give a hub id "
+                             f"or {PACKAGED_TEACHER!r}")
+    source = str(Path(source).expanduser()) if source.startswith("~") else source
     if Path(source).exists() and not (Path(source) / "config.json").is_file():
         raise BertpressError(f"teacher {name_or_path!r} has no config.json: point teacher to a saved HF model directory")
     transformers.logging.set_verbosity_error()

@@ -252,7 +252,7 @@ class Distiller:
             return True
         last = latest_checkpoint(self.ckpt_root)
         raise BertpressError(
-            f"non-finite loss at step {state.step + 1} (term {bad!r} = {float(terms.get(bad, loss))}): lower "
+            f"non-finite loss at step {state.step + 1} (term {bad!r} = {float(terms.get(bad, loss).detach())}): lower "
             f"train.lr or check the data; resume from {last or 'the start'} with --resume, or set "
             f"train.on_nonfinite: skip", exit_code=3)
 

@@ -33,8 +33,16 @@ def is_run_dir(path: Path) -> bool:
     return any((path / m).exists() for m in RUN_MARKERS)
 
 
-def prepare_output_dir(path: Path, recipe: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
-    """Check that ``path`` may receive this run; with ``overwrite`` clear a previous run first."""
+def existing_ancestor(path: Path) -> Path:
+    """``path`` or its nearest existing parent (where a new output directory would be created)."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_dir(path: Path, recipe: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
+    """Check that ``path`` may receive this run; nothing is written or deleted here."""
     if resume and overwrite:
         raise BertpressError("--resume and --overwrite contradict each other: pass only one")
     if path.exists() and not path.is_dir():
@@ -43,16 +51,20 @@ def prepare_output_dir(path: Path, recipe: dict[str, Any], *, resume: bool, over
         if not is_run_dir(path):
             raise BertpressError(
                 f"output_dir {str(path)!r} is not empty and holds no bertpress run: choose a new or empty directory")
-        if overwrite:
-            shutil.rmtree(path)
-        elif resume:
+        if resume:
             check_resumable(path, recipe)
-        else:
+        elif not overwrite:
             raise BertpressError(
                 f"output_dir {str(path)!r} already holds a run: pass --resume to continue it, --overwrite to replace "
                 "it, or choose another output_dir")
     elif resume:
         raise BertpressError(f"nothing to resume in {str(path)!r}: run without --resume to start")
+
+
+def open_output_dir(path: Path, *, overwrite: bool) -> None:
+    """After every check passed: clear a previous run (``overwrite``) and create the directory."""
+    if overwrite and path.is_dir() and is_run_dir(path):
+        shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from bertpress.errors import BertpressError
+from bertpress.train.output import existing_ancestor
 
 
 def check_setup(recipe, teacher_config, tokenizer, objective) -> None:
@@ -38,9 +39,10 @@ def check_corpus_and_disk(recipe, corpus, out_dir: Path, num_processes: int, stu
         raise BertpressError(
             f"the corpus has {len(corpus.train_index)} training blocks, fewer than one global batch ({need}): "
             "lower train.batch_size or data.block_size, or add text")
-    if not os.access(out_dir, os.W_OK):
+    where = existing_ancestor(out_dir)
+    if not os.access(where, os.W_OK):
         raise BertpressError(f"output_dir {str(out_dir)!r} is not writable: choose a directory you can write to")
-    free = shutil.disk_usage(out_dir).free
+    free = shutil.disk_usage(where).free
     need_bytes = 2 * checkpoint_bytes(student_params) if recipe.train.save_every else checkpoint_bytes(student_params) // 3
     if free < need_bytes:
         raise BertpressError(

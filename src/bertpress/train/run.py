@@ -14,19 +14,20 @@ import numpy as np
 import torch
 import transformers
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
 from transformers import AutoTokenizer
 
 import bertpress
 from bertpress.atomic import atomic_write_text
 from bertpress.data.corpus import PackedCorpus, load_corpus
 from bertpress.errors import BertpressError
-from bertpress.init import InitContext, initialise
+from bertpress.init import InitContext, check_initialiser, initialise
 from bertpress.models.student import StudentShape, build_student, check_same_vocabulary, student_config
 from bertpress.models.teacher import Teacher, load_teacher
 from bertpress.objectives import ObjectiveContext, build_objective, resolve_mapping
 from bertpress.recipe import Recipe, load_recipe, recipe_from_dict
 from bertpress.train.distiller import Distiller
-from bertpress.train.output import prepare_output_dir, publish_student
+from bertpress.train.output import check_output_dir, open_output_dir, publish_student
 from bertpress.train.preflight import check_corpus_and_disk, check_setup
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,15 @@ def _student_tokenizer(recipe: Recipe, teacher: Teacher):
     return tok
 
 
+def make_accelerator(mixed_precision: str) -> Accelerator:
+    """An :class:`Accelerator` for this run; in a single process a previous run's state is reset, so several
+    runs with different precisions can share one Python process (search, benchmarks, notebooks)."""
+    state = AcceleratorState._shared_state
+    if state.get("_mixed_precision", mixed_precision) != mixed_precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision)
+
+
 def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None = None, resume: bool = False,
             overwrite: bool = False, stop_after: int | None = None,
             accelerator: Accelerator | None = None) -> RunResult:
@@ -86,10 +96,7 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
     t0 = time.perf_counter()
     recipe = as_recipe(recipe, overrides)
     out = Path(recipe.output_dir)
-    acc = accelerator or Accelerator(mixed_precision=recipe.train.mixed_precision)
-    if acc.is_main_process:
-        prepare_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
-    acc.wait_for_everyone()
+    check_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
 
     teacher = load_teacher(recipe.teacher.name_or_path, revision=recipe.teacher.revision,
                            mlm_head=recipe.teacher.mlm_head)
@@ -102,16 +109,20 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
     objective = build_objective(recipe.objective.name, recipe.objective.options, ObjectiveContext(
         teacher.model.config, s_config, mapping, teacher.has_mlm_head, teacher.has_mlm_head))
     check_setup(recipe, teacher.model.config, tokenizer, objective)
-    with acc.main_process_first():
-        corpus = load_corpus(recipe.data, tokenizer, seed=recipe.seed)
+    acc = accelerator or make_accelerator(recipe.train.mixed_precision)
     torch.manual_seed(recipe.seed)
     student = build_student(s_config, mlm_head=teacher.has_mlm_head)
+    check_initialiser(spec.init, InitContext(teacher, student, recipe.seed), spec.init_args)
+    with acc.main_process_first():
+        corpus = load_corpus(recipe.data, tokenizer, seed=recipe.seed)
+    check_corpus_and_disk(recipe, corpus, out, acc.num_processes, count_parameters(student))
+    acc.wait_for_everyone()
     if acc.is_main_process:
-        check_corpus_and_disk(recipe, corpus, out, acc.num_processes, count_parameters(student))
+        open_output_dir(out, overwrite=overwrite)
         atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
-    plan = initialise(spec.init, InitContext(teacher, student, recipe.seed,
-                                             _sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed),
-                                             out), spec.init_args)
+    acc.wait_for_everyone()
+    sample = _sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
+    plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
     distiller = Distiller(teacher=teacher, student=student, objective=objective, corpus=corpus, tokenizer=tokenizer,
                           train=recipe.train, seed=recipe.seed, out_dir=out,
                           mlm_probability=recipe.data.mlm_probability, accelerator=acc)

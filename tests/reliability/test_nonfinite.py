@@ -1,0 +1,57 @@
+"""A NaN/Inf loss stops the run naming the step and the term (keeping the last good checkpoint), or is skipped."""
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bertpress.errors import BertpressError
+from bertpress.objectives.tinybert import TinyBertObjective
+from bertpress.train.checkpoint import checkpoints
+from bertpress.train.run import distill
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """The 7th training batch gets a NaN hidden-state term (validation batches are left alone)."""
+    original = TinyBertObjective.terms
+    calls = {"n": 0}
+
+    def terms(self, student, teacher, batch):
+        out = original(self, student, teacher, batch)
+        if torch.is_grad_enabled() and self.training:
+            calls["n"] += 1
+            if calls["n"] == 1 + 7:  # the first call is the reachability probe before training
+                out["hidden"] = out["hidden"] * float("nan")
+        return out
+
+    monkeypatch.setattr(TinyBertObjective, "terms", terms)
+
+
+def _recipe(tmp_path, tiny_teacher_mlm, tiny_corpus, mode):
+    return {"output_dir": str(tmp_path / mode), "teacher": {"name_or_path": str(tiny_teacher_mlm)},
+            "student": {"num_layers": 2, "init": "random"},
+            "data": {"sources": [str(tiny_corpus)], "block_size": 32, "cache_dir": str(tmp_path / "cache")},
+            "train": {"max_steps": 10, "batch_size": 4, "save_every": 4, "eval_every": 0, "num_workers": 0,
+                      "on_nonfinite": mode}}
+
+
+def test_stop_names_step_and_term(poisoned, tmp_path, tiny_teacher_mlm, tiny_corpus):
+    with pytest.raises(BertpressError) as err:
+        distill(_recipe(tmp_path, tiny_teacher_mlm, tiny_corpus, "stop"))
+    assert err.value.exit_code == 3
+    msg = str(err.value)
+    assert msg.startswith("non-finite loss at step 7 (term 'hidden' = nan)")
+    assert "step-00000004 with --resume" in msg
+    out = tmp_path / "stop"
+    assert [p.name for p in checkpoints(out / "checkpoints")] == ["step-00000004"]
+    assert not (out / "bertpress.json").exists()
+
+
+def test_skip_counts_and_finishes(poisoned, tmp_path, tiny_teacher_mlm, tiny_corpus):
+    result = distill(_recipe(tmp_path, tiny_teacher_mlm, tiny_corpus, "skip"))
+    assert result.summary["skipped_batches"] == 1 and result.summary["steps"] == 10
+    weights = load_file(str(result.output_dir / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert math.isfinite(result.summary["final"]["loss"])
