@@ -38,10 +38,14 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from bertpress.train.run import distill
 
     recipe = load_recipe(args.recipe, cli_overrides(args))
     result = distill(recipe, resume=args.resume, overwrite=args.overwrite)
+    if not PartialState().is_main_process:
+        return 0
     s = result.summary
     final = ", ".join(f"{k} {v:.4g}" for k, v in s["final"].items())
     print(f"student written to {result.output_dir} ({s['student']['parameters'] / 1e6:.1f}M parameters, "

@@ -179,13 +179,13 @@ class Distiller:
         bar = tqdm(total=cfg.max_steps, initial=state.step, desc="distilling", unit="step",
                    disable=not acc.is_local_main_process, dynamic_ncols=True)
         tokens_per_micro = cfg.batch_size * self.corpus.block_size * acc.num_processes
-        window: dict[str, float] = {}
+        window: dict[str, Tensor] = {}  # on-device sums, read (and averaged over processes) only when logged
         window_steps, t_window = 0, time.perf_counter()
         t_start, elapsed0 = time.perf_counter(), state.elapsed
         try:
             while state.step < cfg.max_steps:
                 skip = False
-                step_terms: dict[str, float] = {}
+                step_terms: dict[str, Tensor] = {}
                 for micro in range(cfg.grad_accum):
                     batch = self.batcher(next(loader), position=state.micro_step, rank=acc.process_index)
                     last = micro == cfg.grad_accum - 1
@@ -200,7 +200,7 @@ class Distiller:
                     state.micro_step += 1
                     state.tokens += tokens_per_micro
                     for k, v in {"loss": loss, **terms}.items():
-                        step_terms[k] = step_terms.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+                        step_terms[k] = step_terms.get(k, 0.0) + v.detach().float() / cfg.grad_accum
                 if skip:
                     self.optimizer.zero_grad(set_to_none=True)
                     state.skipped_batches += 1
@@ -218,7 +218,7 @@ class Distiller:
                 if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
                     dt = time.perf_counter() - t_window
                     rate = window_steps * cfg.grad_accum * tokens_per_micro / max(dt, 1e-9)
-                    values = {k: v / window_steps for k, v in window.items()}
+                    values = self._mean_over_processes(window, window_steps)
                     values.update(lr=self.scheduler.get_last_lr()[0], tokens=state.tokens, tokens_per_s=rate)
                     metrics.log("train", state.step, values)
                     bar.set_postfix(loss=f"{values['loss']:.4f}", tok_s=f"{rate:,.0f}")
@@ -238,6 +238,13 @@ class Distiller:
         metrics.close()
         self.state = state
         return {"valid": final, "state": asdict(state)}
+
+    def _mean_over_processes(self, sums: dict[str, Tensor], steps: int) -> dict[str, float]:
+        keys = list(sums)
+        stacked = torch.stack([sums[k] for k in keys]) / steps
+        if self.acc.num_processes > 1:
+            stacked = self.acc.reduce(stacked, reduction="mean")
+        return dict(zip(keys, stacked.tolist(), strict=True))
 
     def _nonfinite(self, loss: Tensor, terms: dict[str, Tensor], state: TrainState) -> bool:
         """True when the loss is NaN/Inf on any process; stops the run unless ``on_nonfinite: skip``."""

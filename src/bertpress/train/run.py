@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,7 +83,9 @@ def make_accelerator(mixed_precision: str) -> Accelerator:
     state = AcceleratorState._shared_state
     if state.get("_mixed_precision", mixed_precision) != mixed_precision and PartialState().num_processes == 1:
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision)
+    # several CPU processes (``torchrun --nproc_per_node N``): accelerate needs cpu=True to pick gloo
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    return Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu)
 
 
 def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None = None, resume: bool = False,

@@ -1,0 +1,45 @@
+"""Two CPU processes (gloo, launched with torchrun) match one process with the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from bertpress.train.run import distill
+
+
+def test_two_processes_match_one(tmp_path, tiny_teacher_bare, tiny_corpus):
+    recipe = {
+        "teacher": {"name_or_path": str(tiny_teacher_bare)},  # dropout 0: the processes' RNG streams don't matter
+        "student": {"num_layers": 2, "init": "random"},
+        "data": {"sources": [str(tiny_corpus)], "block_size": 32, "cache_dir": str(tmp_path / "cache")},
+        "objective": {"name": "tinybert"},
+        "train": {"max_steps": 6, "batch_size": 4, "num_workers": 0, "eval_every": 3, "save_every": 3,
+                  "log_every": 1},
+    }
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump({**recipe, "output_dir": str(tmp_path / "ddp")}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29517", "-m", "bertpress", "distill", str(path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads((tmp_path / "ddp" / "bertpress.json").read_text())
+    assert ddp["processes"] == 2 and ddp["tokens_seen"] == 6 * 8 * 32
+
+    single = distill({**recipe, "output_dir": str(tmp_path / "single"),
+                      "train": {**recipe["train"], "batch_size": 8}})
+    a, b = load_file(str(tmp_path / "ddp" / "model.safetensors")), load_file(str(single.output_dir / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)
+
+    def losses(d):
+        return [json.loads(line)["loss"] for line in (d / "metrics.jsonl").read_text().splitlines()
+                if '"train"' in line]
+
+    assert losses(tmp_path / "ddp") == pytest.approx(losses(single.output_dir), rel=1e-5)
