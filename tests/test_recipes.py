@@ -81,3 +81,10 @@ def test_yaml_syntax_error_names_line(tmp_path):
         load_recipe(bad)
     with pytest.raises(BertpressError, match="not found"):
         load_recipe(tmp_path / "missing.yaml")
+
+
+def test_reference_doc_in_sync():
+    from bertpress.recipe_reference import recipe_reference
+
+    doc = Path(__file__).parents[1] / "docs" / "recipes.md"
+    assert doc.read_text() == recipe_reference(), "regenerate: bertpress recipe reference > docs/recipes.md"

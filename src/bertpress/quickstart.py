@@ -17,13 +17,13 @@ from bertpress.atomic import atomic_write_json, atomic_write_text
 from bertpress.data.builtin_text import write_builtin_corpus
 from bertpress.data.corpus import load_corpus
 from bertpress.evaluate.agreement import representation_agreement
-from bertpress.evaluate.latency import measure_latency
+from bertpress.evaluate.latency import footprint, measure_latency
 from bertpress.init import InitContext, initialise
 from bertpress.models.student import StudentShape, build_student, student_config
 from bertpress.models.teacher import PACKAGED_TEACHER, load_teacher
 from bertpress.recipe import recipe_from_dict
 from bertpress.train.metrics import read_metrics
-from bertpress.train.run import count_parameters, distill
+from bertpress.train.run import distill
 
 
 def quickstart_recipe(out_dir: Path, corpus: list[str], steps: int, batch_size: int) -> dict[str, Any]:
@@ -42,8 +42,9 @@ def quickstart_recipe(out_dir: Path, corpus: list[str], steps: int, batch_size: 
     }
 
 
-def _disk_mb(model_dir: Path) -> float:
-    return sum(f.stat().st_size for f in model_dir.glob("*.safetensors")) / 1e6
+def _footprint(model_dir: Path) -> dict[str, float]:
+    f = footprint(model_dir)
+    return {"parameters": f["parameters"], "disk_mb": f["size_mb"]}
 
 
 def run_quickstart(out_dir: Path, *, corpus: list[str] | None = None, steps: int = 120,
@@ -65,18 +66,16 @@ def run_quickstart(out_dir: Path, *, corpus: list[str] | None = None, steps: int
     student = AutoModel.from_pretrained(result.output_dir)
     after = representation_agreement(teacher.model, student, held_out)
 
-    lat_t = measure_latency(teacher.model, batch_size=1, seq_len=128)
-    lat_s = measure_latency(student, batch_size=1, seq_len=128)
+    teacher_dir = Path(teacher.model.name_or_path)
+    lat_t, lat_s = (m["1"]["median_ms"] for m in measure_latency([teacher_dir, result.output_dir], batch_sizes=(1,)))
     valid = read_metrics(result.output_dir / "metrics.jsonl", "valid")
     train = read_metrics(result.output_dir / "metrics.jsonl", "train")
     summary = {
         "run_dir": str(out_dir),
         "student_dir": str(result.output_dir),
         "corpus": sources,
-        "teacher": {"parameters": count_parameters(teacher.model), "disk_mb": _disk_mb(Path(teacher.model.name_or_path)),
-                    "latency_ms": lat_t},
-        "student": {"parameters": count_parameters(student), "disk_mb": _disk_mb(result.output_dir),
-                    "latency_ms": lat_s},
+        "teacher": {**_footprint(teacher_dir), "latency_ms": lat_t},
+        "student": {**_footprint(result.output_dir), "latency_ms": lat_s},
         "speedup": lat_t / lat_s,
         "held_out_loss": {"start": valid[0]["loss"], "end": valid[-1]["loss"]},
         "train_loss": {"start": train[0]["loss"], "end": train[-1]["loss"]},

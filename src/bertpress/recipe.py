@@ -139,7 +139,7 @@ class TrainSpec(_Strict):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and LayerNorms)")
     warmup_ratio: float = Field(0.06, ge=0, le=1, description="share of steps with linear warm-up")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping norm (0: off)")
-    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="autocast precision (GPU)")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="autocast: bf16 (GPU, or a CPU with bf16 support) or fp16 (GPU)")
     eval_every: int = Field(200, ge=0, description="validation every N steps (0: only at the end)")
     eval_batches: int | None = Field(None, gt=0, description="cap on validation batches")
     save_every: int = Field(500, ge=0, description="checkpoint every N steps (0: never)")
@@ -148,7 +148,7 @@ class TrainSpec(_Strict):
     num_workers: int = Field(1, ge=0, description="dataloader worker processes")
     freeze_embeddings: bool = Field(False, description="keep the (large) embedding matrix fixed")
     teacher_inference_mode: bool = Field(True, description="run the teacher under torch.inference_mode")
-    compile: bool = Field(False, description="torch.compile the student")
+    compile: bool = Field(False, description="torch.compile the student's attention-output and FFN blocks")
     on_nonfinite: Literal["stop", "skip"] = Field("stop", description="on a NaN/Inf loss: stop, or skip the batch")
 
 

@@ -75,3 +75,20 @@ def test_distilbert_needs_heads(tiny_teacher_bare, tiny_teacher_mlm):
 def test_all_zero_weights_refused(tiny_teacher_bare):
     with pytest.raises(BertpressError, match="every weight at 0"):
         _setup(tiny_teacher_bare, "tinybert", {"embedding": 0, "hidden": 0, "attention": 0})
+
+
+def test_tinybert_attention_on_probabilities_matches_hf_attentions(tiny_teacher_bare):
+    """With attention_on=probabilities the captured Q/K give exactly HF's eager ``attentions``."""
+    from transformers import AutoModel
+
+    teacher, _, obj = _setup(tiny_teacher_bare, "tinybert", {"attention_on": "probabilities"})
+    ids = torch.randint(5, 100, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    t = teacher_forward(FeatureTap(teacher.parts, obj.requests()[0], truncate=True), input_ids=ids, attention_mask=mask)
+    eager = AutoModel.from_pretrained(tiny_teacher_bare, attn_implementation="eager").eval()
+    with torch.no_grad():
+        ref = eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
+    got = obj._attention(t, 4, mask)
+    torch.testing.assert_close(got[0], ref[3][0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(got[1, :, :6, :6], ref[3][1, :, :6, :6], atol=1e-6, rtol=0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
@@ -23,6 +26,8 @@ class TinyBertOptions(BaseModel):
     attention: float = Field(1.0, ge=0, description="weight of the attention-score MSE, summed over mapped layers")
     relation_heads: int | None = Field(
         None, gt=0, description="heads to compare scores over when teacher and student head counts differ")
+    attention_on: Literal["scores", "probabilities"] = Field(
+        "scores", description="match pre-softmax scores (TinyBERT) or softmax probabilities (HF 'attentions')")
 
 
 class TinyBertObjective(Objective):
@@ -37,6 +42,7 @@ class TinyBertObjective(Objective):
         self.mapping = list(ctx.mapping)
         self.proj = projection(ctx.student_config.hidden_size, ctx.teacher_config.hidden_size)
         self.heads = default_relation_heads(ctx, options.relation_heads) if "attention" in self.weights else 0
+        self.attention_on = options.attention_on
 
     def requests(self) -> tuple[FeatureRequest, FeatureRequest]:
         s_layers = range(1, len(self.mapping) + 1)
@@ -62,14 +68,22 @@ class TinyBertObjective(Objective):
             out["hidden"] = sum(hidden_mse(self.proj(student.hidden[s]), teacher.hidden[t], mask) for s, t in pairs)
         if "attention" in self.weights:
             out["attention"] = sum(
-                attention_score_mse(relation_logits(student.query[s], student.key[s], self.heads),
-                                    relation_logits(teacher.query[t], teacher.key[t], self.heads), mask)
+                attention_score_mse(self._attention(student, s, mask), self._attention(teacher, t, mask), mask)
                 for s, t in pairs)
         return out
 
+    def _attention(self, feats: Features, layer: int, mask: Tensor | None) -> Tensor:
+        scores = relation_logits(feats.query[layer], feats.key[layer], self.heads)
+        if self.attention_on == "scores":
+            return scores
+        if mask is not None:
+            scores = scores.masked_fill(~mask.bool()[:, None, None, :], torch.finfo(scores.dtype).min)
+        return scores.softmax(-1)
+
     def describe(self) -> dict:
         return {**super().describe(), "pairs": [[0, 0], *[[i, t] for i, t in enumerate(self.mapping, 1)]],
-                "attention_heads": self.heads, "projection": not isinstance(self.proj, nn.Identity)}
+                "attention_heads": self.heads, "attention_on": self.attention_on,
+                "projection": not isinstance(self.proj, nn.Identity)}
 
 
 @OBJECTIVES.register("tinybert", options=TinyBertOptions)

@@ -46,10 +46,13 @@ class DistillModule(nn.Module):
         super().__init__()
         self.student, self.objective = student, objective
         parts = anatomy(student)
-        runner = None
         if compile_student:
-            runner = torch.compile(parts.model if request.logits else parts.base)
-        self._tap = FeatureTap(parts, request, runner=runner)
+            # compile the hook-free blocks of every layer (attention output, FFN) in place: LayerNorm, GELU,
+            # dropout and residual adds fuse, while the hooked Q/K/V projections stay eager (no graph breaks)
+            for layer in parts.layers:
+                for block in (layer.attention.output, layer.intermediate, layer.output):
+                    block.compile()
+        self._tap = FeatureTap(parts, request)
 
     def forward(self, batch: dict[str, Tensor], teacher_feats) -> tuple[Tensor, dict[str, Tensor]]:
         feats = self._tap(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
