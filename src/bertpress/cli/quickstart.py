@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(col)
     for row in summary_rows(summary):
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    console.width = max(console.width, 110)
+    console.print(table)
     print(f"student: {summary['student_dir']}\nsummary: {out / 'summary.md'}")
     return 0
