@@ -42,8 +42,9 @@ class DistilBertObjective(Objective):
                     f"objective.{sorted(explicit)[0]} needs a masked-LM head but the teacher has none: set "
                     f"alpha_ce and alpha_mlm to 0, or use a teacher checkpoint with an MLM head"
                 )
-            log.warning("teacher has no masked-LM head: distilbert trains with its cosine term only "
-                        "(soft-target and MLM terms need MLM heads)")
+            if weights["ce"] or weights["mlm"]:
+                log.warning("teacher has no masked-LM head: distilbert trains with its cosine term only "
+                            "(soft-target and MLM terms need MLM heads)")
             weights.update(ce=0.0, mlm=0.0)
         super().__init__(weights)
         self.temperature = options.temperature
