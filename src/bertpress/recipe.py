@@ -14,6 +14,7 @@ from bertpress.errors import BertpressError
 from bertpress.init import INITIALISERS
 from bertpress.models.teacher import PACKAGED_TEACHER
 from bertpress.objectives import MAPPINGS, OBJECTIVES
+from bertpress.search.spec import SearchSpec
 
 
 class _Strict(BaseModel):
@@ -164,6 +165,8 @@ class Recipe(_Strict):
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     mapping: MappingSpec = Field(default_factory=MappingSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    search: SearchSpec | None = Field(None, description="layer mapping search (bertpress search-mapping): see "
+                                                        "docs/search.md")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_tokenizer
 
 from bertpress.data import corpus as corpus_mod
 from bertpress.data.corpus import load_corpus, pack, tokenize_segments
@@ -12,6 +11,8 @@ from bertpress.data.masking import mask_tokens
 from bertpress.data.sources import ReadStats, read_files
 from bertpress.errors import BertpressError
 from bertpress.recipe import DataSpec
+
+from tiny_models import tiny_tokenizer
 
 
 def _spec(tmp_path, sources, **kw):

@@ -2,7 +2,6 @@ import json
 
 import pytest
 import torch
-from tiny_models import tiny_config, tiny_text, tiny_tokenizer
 from transformers import AutoModel, AutoModelForMaskedLM, ElectraConfig, RobertaConfig
 
 from bertpress.errors import BertpressError
@@ -12,6 +11,8 @@ from bertpress.init.extract import ExtractionPlan, extract
 from bertpress.init.importance import SCORE_FILE
 from bertpress.models.student import StudentShape, build_student, student_config
 from bertpress.models.teacher import load_teacher
+
+from tiny_models import tiny_config, tiny_text, tiny_tokenizer
 
 
 def sample_batches(tokenizer, size: int = 4, length: int = 16):

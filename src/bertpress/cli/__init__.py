@@ -13,7 +13,7 @@ from bertpress import __version__
 from bertpress.errors import BertpressError
 
 #: Verb modules under ``bertpress.cli``; each defines ``register(subparsers)`` and sets ``func`` on its parser.
-VERBS = ("distill", "evaluate")
+VERBS = ("distill", "evaluate", "quickstart", "recipe", "search_mapping")
 
 
 def build_parser() -> argparse.ArgumentParser:

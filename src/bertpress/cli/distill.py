@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", help="override teacher.name_or_path")
     p.add_argument("--corpus", nargs="+", help="override data.sources (files, globs, directories)")
     p.add_argument("--max-steps", type=int, help="override train.max_steps")
+    p.add_argument("--mapping-from", metavar="SEARCH_DIR",
+                   help="use the best layer mapping of a finished 'bertpress search-mapping' (sets mapping.layers)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in output_dir")
     p.set_defaults(func=run)
@@ -34,6 +36,11 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"data.sources={json.dumps(args.corpus)}")
     if args.max_steps is not None:
         out.append(f"train.max_steps={args.max_steps}")
+    if getattr(args, "mapping_from", None):
+        from bertpress.search.report import read_best_mapping
+
+        layers = read_best_mapping(args.mapping_from)
+        out.append(f"mapping={json.dumps({'strategy': 'explicit', 'layers': layers})}")
     return out + list(args.overrides)
 
 

@@ -1,0 +1,157 @@
+"""The fine-tuning loop: length-grouped batches with dynamic padding, AdamW with linear warmup and decay, seeded.
+
+Features are dicts of model inputs (``input_ids``, ``token_type_ids``) and targets (``labels``, or
+``start_positions`` / ``end_positions``), one per example or window, unpadded; batches are padded to their longest
+member. The same seed gives the same head initialisation, batch order and dropout masks, so a run is repeatable.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from bertpress.errors import BertpressError
+
+#: Label value ignored by the loss (sub-word continuations and special tokens in NER).
+IGNORE = -100
+#: Inputs a model receives from a feature; everything else in a feature is a target.
+INPUT_KEYS = ("input_ids", "token_type_ids")
+#: Batches are sorted by length inside groups of this many batches, then shuffled (less padding, still random).
+GROUP_BATCHES = 50
+MAX_GRAD_NORM = 1.0
+#: Examples are subsampled with this fixed seed, so every model and every run seed sees the same subset.
+SUBSET_SEED = 1234
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fixed_subset(examples: Sequence[Any], cap: int | None) -> list[Any]:
+    """``cap`` examples drawn with :data:`SUBSET_SEED` (in their original order), or all of them."""
+    if cap is None or cap >= len(examples):
+        return list(examples)
+    keep = np.sort(np.random.default_rng(SUBSET_SEED).choice(len(examples), size=cap, replace=False))
+    return [examples[i] for i in keep]
+
+
+def load_model(model_dir: Path, auto_class: type, **config: Any) -> nn.Module:
+    """A task model on top of the encoder in ``model_dir``; only the task head (and pooler) may be new."""
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    model, info = auto_class.from_pretrained(model_dir, output_loading_info=True, **config)
+    prefix = f"{model.base_model_prefix}."
+    lost = sorted(k for k in info["missing_keys"] if k.startswith(prefix) and ".pooler." not in k)
+    if lost:
+        raise BertpressError(f"{model_dir}: {len(lost)} encoder weights are missing from the checkpoint (e.g. "
+                             f"{lost[0]}): give a directory written by save_pretrained of a BERT-family encoder")
+    return model
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A random epoch of batches of similar lengths: shuffle, sort within groups of batches, shuffle batches."""
+    order = rng.permutation(len(lengths))
+    group = batch_size * GROUP_BATCHES
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = order[start:start + group]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def collate(features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad list-valued fields to the longest feature (``input_ids`` with ``pad_id``, ``labels`` with
+    :data:`IGNORE`, others with 0), stack scalar fields, and add the attention mask."""
+    lengths = [len(f["input_ids"]) for f in features]
+    width = max(lengths)
+    out = {}
+    for key, first in features[0].items():
+        values = [f[key] for f in features]
+        if isinstance(first, list):
+            fill = pad_id if key == "input_ids" else IGNORE if key == "labels" else 0
+            out[key] = torch.tensor([v + [fill] * (width - len(v)) for v in values])
+        else:
+            out[key] = torch.tensor(values)
+    out["attention_mask"] = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return out
+
+
+def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW without decay on biases and LayerNorm weights (1-d parameters); fused where torch supports it."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except RuntimeError:  # no fused CPU kernel in this torch
+        return torch.optim.AdamW(groups, lr=lr, foreach=True)
+
+
+def train(model: nn.Module, features: Sequence[dict[str, Any]], *, lr: float, epochs: float, batch_size: int,
+          warmup_ratio: float, weight_decay: float, seed: int, pad_id: int, desc: str = "fine-tuning",
+          progress: bool = True) -> dict[str, float]:
+    """Fine-tune ``model`` in place for ``epochs`` passes (the last one partial for fractional epochs)."""
+    if not features:
+        raise BertpressError(f"{desc}: no training examples: check the task data and max_train_examples")
+    rng = np.random.default_rng(seed)
+    lengths = np.array([len(f["input_ids"]) for f in features])
+    total = max(1, math.ceil(epochs * math.ceil(len(features) / batch_size)))
+    optimizer = _optimizer(model, lr, weight_decay)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total), total)
+    model.train()
+    start, step, smooth = time.perf_counter(), 0, float("nan")
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, mininterval=5, leave=False)
+    while step < total:
+        for idx in length_grouped_batches(lengths, batch_size, rng):
+            loss = model(**collate([features[i] for i in idx], pad_id)).loss
+            if not torch.isfinite(loss):
+                raise BertpressError(f"{desc}: the loss became {loss.item()} at step {step + 1}: lower the "
+                                     "learning rate (--set lr=...)")
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            smooth = loss.item() if math.isnan(smooth) else 0.98 * smooth + 0.02 * loss.item()
+            bar.update()
+            bar.set_postfix(loss=f"{smooth:.4f}", refresh=False)
+            if step == total:
+                break
+    bar.close()
+    return {"steps": step, "train_seconds": time.perf_counter() - start, "final_loss": smooth}
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, features: Sequence[dict[str, Any]], *, batch_size: int, pad_id: int,
+            outputs: Sequence[str] = ("logits",), token_level: bool = False, desc: str = "evaluating",
+            progress: bool = True) -> dict[str, list[np.ndarray]]:
+    """Model outputs per feature, in feature order (token-level outputs cut to each feature's length)."""
+    model.eval()
+    lengths = np.array([len(f["input_ids"]) for f in features])
+    order = np.argsort(-lengths, kind="stable")
+    out: dict[str, list[np.ndarray]] = {name: [np.empty(0)] * len(features) for name in outputs}
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress,
+                      mininterval=5, leave=False):
+        idx = order[start:start + batch_size]
+        batch = collate([{k: features[i][k] for k in INPUT_KEYS if k in features[i]} for i in idx], pad_id)
+        result = model(**batch)
+        for name in outputs:
+            values = result[name].float().numpy()
+            for row, i in enumerate(idx):
+                out[name][i] = values[row, :lengths[i]] if token_level else values[row]
+    return out

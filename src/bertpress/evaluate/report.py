@@ -1,0 +1,118 @@
+"""Write a comparison report: ``results.json`` (everything), ``results.md`` (the model-card table) and
+``results.png`` (average score against CPU latency)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from bertpress.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+#: Metrics left out of the details table (bookkeeping, not scores).
+_HIDDEN = ("_total", "_thresh")
+
+
+def _score(task: dict[str, Any]) -> str:
+    mean, std, n = task["mean"]["score"], task["std"]["score"], task["n"]
+    return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _row(model: dict[str, Any], tasks: list[dict[str, Any]], batches: list[str]) -> list[str]:
+    name = f"**{model['label']}** (teacher)" if model["role"] == "teacher" else model["label"]
+    cells = [name, *(_score(model["tasks"][t["name"]]) for t in tasks), f"{model['average']:.1f}"]
+    if "retention" in model:
+        cells.append(f"{model['retention']:.1f}%" if model["retention"] is not None else "–")
+    cells += [f"{model['parameters'] / 1e6:.1f}M", f"{model['size_mb']:.1f} MB"]
+    if model["latency"]:
+        cells += [_ms(model["latency"][b]["median_ms"]) for b in batches]
+        if "speedup" in model:
+            cells.append(" / ".join(f"{model['speedup'][b]:.2f}×" for b in batches))
+    return cells
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The comparison table, notes on how it was measured, and a details table of every metric."""
+    tasks, models = report["tasks"], report["models"]
+    setup = report.get("latency_setup")
+    batches = [str(b) for b in setup["batch_sizes"]] if setup else []
+    head = ["Model", *(t["title"] for t in tasks), "Avg"]
+    if report["teacher"]:
+        head.append("Retention")
+    head += ["Params", "Size"]
+    if setup:
+        head += [f"CPU ms, batch {b}" for b in batches]
+        if report["teacher"]:
+            head.append(f"Speed-up ({' / '.join(f'b{b}' for b in batches)})")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":--", *["--:"] * (len(head) - 1)]) + "|"]
+    lines += ["| " + " | ".join(_row(m, tasks, batches)) + " |" for m in models]
+    seeds = {t["name"]: t["settings"]["seeds"] for t in tasks}
+    notes = ["", "Dev-set scores in %, fine-tuned with the same settings for every model; "
+             "mean ± sample std over seeds where a task ran several (" +
+             ", ".join(f"{t['title']}: {len(seeds[t['name']])}" for t in tasks) + "). Scores: " +
+             "; ".join(f"{t['title']} {t['score']}" for t in tasks) + "."]
+    if setup:
+        load = (f", load average {setup['load_average'][0]} before / {setup['load_average_after'][0]} after"
+                if setup.get("load_average") else "")
+        notes.append(f"Latency: median forward pass of the bare encoder, sequence {setup['seq_len']}, fp32, "
+                     f"{setup['torch_threads']} torch threads on {setup['cpu']} ({setup['cpu_count']} cores){load}; "
+                     "models timed in interleaved rounds.")
+    if report.get("command"):
+        notes.append(f"Command: `{report['command']}` ({report['wall_seconds'] / 60:.0f} min wall time).")
+    return "\n".join([*lines, "\n".join(notes), "", details(report)]) + "\n"
+
+
+def details(report: dict[str, Any]) -> str:
+    """Every metric's mean per task and model, with the learning rate each model was reported at."""
+    models = report["models"]
+    lines = ["| Task | Metric | " + " | ".join(m["label"] for m in models) + " |",
+             "|:--|:--|" + "--:|" * len(models)]
+    for task in report["tasks"]:
+        name = task["name"]
+        metrics = [k for k in models[0]["tasks"][name]["mean"] if not k.endswith(_HIDDEN) and k != "score"]
+        for metric in metrics:
+            cells = [f"{m['tasks'][name]['mean'].get(metric, float('nan')):.2f}" for m in models]
+            lines.append(f"| {task['title']} | {metric} | " + " | ".join(cells) + " |")
+        lines.append(f"| {task['title']} | lr | " + " | ".join(f"{m['tasks'][name]['lr']:g}" for m in models) + " |")
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any]) -> bytes | None:
+    """PNG of average score against latency at the largest batch (None without latency)."""
+    setup = report.get("latency_setup")
+    if not setup:
+        return None
+    from matplotlib.figure import Figure  # slow import, only needed here
+
+    batch = str(max(setup["batch_sizes"]))
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.subplots()
+    for m in report["models"]:
+        x, y = m["latency"][batch]["median_ms"], m["average"]
+        ax.scatter([x], [y], s=60, marker="*" if m["role"] == "teacher" else "o", zorder=3)
+        ax.annotate(m["label"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel(f"CPU latency, batch {batch} x {setup['seq_len']} tokens (ms)")
+    ax.set_ylabel(f"average score over {len(report['tasks'])} tasks")
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.25, y=0.2)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write the JSON, Markdown and (with latency) PNG files; returns their paths."""
+    out_dir = Path(out_dir)
+    written = [out_dir / "results.json", out_dir / "results.md"]
+    atomic_write_json(written[0], report)
+    atomic_write_text(written[1], markdown(report))
+    image = plot(report)
+    if image is not None:
+        written.append(out_dir / "results.png")
+        atomic_write_bytes(written[-1], image)
+    return written

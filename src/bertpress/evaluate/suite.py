@@ -1,0 +1,132 @@
+"""Evaluate one model on several tasks: every learning rate x seed, cached; mean and spread per task.
+
+With a learning-rate grid, each rate is run with every seed and the rate with the best mean dev score is reported
+(the usual GLUE dev-set protocol; the other rates' means stay in the results).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from torch import nn
+from transformers import AutoConfig, AutoTokenizer
+
+from bertpress.errors import BertpressError
+from bertpress.evaluate.cache import ResultCache, model_fingerprint
+from bertpress.evaluate.classify import GlueRunner
+from bertpress.evaluate.finetune import load_model, seed_everything, train
+from bertpress.evaluate.ner import NerRunner
+from bertpress.evaluate.qa import SquadRunner
+from bertpress.evaluate.settings import FinetuneSettings
+from bertpress.evaluate.tasks import TaskData
+from bertpress.models.teacher import resolve_teacher
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    """What a task kind provides: the model class and its config, training features, and dev metrics."""
+
+    auto_class: type
+
+    def model_config(self) -> dict[str, Any]: ...
+
+    def train_features(self, tokenizer, settings: FinetuneSettings) -> list[dict[str, Any]]: ...
+
+    def evaluate(self, model: nn.Module, tokenizer, settings: FinetuneSettings, *,
+                 progress: bool = True) -> dict[str, float]: ...
+
+
+RUNNERS: dict[str, type] = {"glue": GlueRunner, "squad": SquadRunner, "ner": NerRunner}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to evaluate: its label in reports and its Hugging Face directory."""
+
+    label: str
+    path: Path
+
+
+def model_spec(text: str) -> ModelSpec:
+    """``PATH`` or ``LABEL=PATH`` (the packaged teacher alias is accepted); the directory must hold a model."""
+    label, sep, path = text.partition("=")
+    if not sep:
+        label, path = "", text
+    resolved = Path(resolve_teacher(path)).expanduser()
+    if not (resolved / "config.json").is_file():
+        raise BertpressError(f"model {path!r} has no config.json: give a directory written by save_pretrained "
+                             "(or packaged:all-MiniLM-L6-v2)")
+    return ModelSpec(label or (path.removeprefix("packaged:") if path.startswith("packaged:") else resolved.name),
+                     resolved)
+
+
+def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, sample standard deviation (0 for one run) and count of every metric over runs."""
+    names = [k for k in runs[0]["metrics"] if all(k in r["metrics"] for r in runs)]
+    values = {k: np.array([r["metrics"][k] for r in runs], dtype=float) for k in names}
+    return {"mean": {k: float(v.mean()) for k, v in values.items()},
+            "std": {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
+            "n": len(runs)}
+
+
+def _one_run(spec: ModelSpec, runner: Runner, features: list[dict[str, Any]], tokenizer,
+             settings: FinetuneSettings, lr: float, seed: int, task: str, progress: bool) -> dict[str, Any]:
+    seed_everything(seed)
+    model = load_model(spec.path, runner.auto_class, **runner.model_config())
+    stats = train(model, features, lr=lr, epochs=settings.epochs, batch_size=settings.batch_size,
+                  warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay, seed=seed,
+                  pad_id=tokenizer.pad_token_id, desc=f"{spec.label} {task} lr={lr:g} seed={seed}",
+                  progress=progress)
+    start = time.perf_counter()
+    metrics = runner.evaluate(model, tokenizer, settings, progress=progress)
+    return {"lr": lr, "seed": seed, "metrics": metrics, "train_features": len(features), **stats,
+            "eval_seconds": time.perf_counter() - start}
+
+
+def evaluate_task(spec: ModelSpec, data: TaskData, settings: FinetuneSettings, cache: ResultCache, *,
+                  tokenizer=None, progress: bool = True) -> dict[str, Any]:
+    """All runs of one task (from the cache where possible) and their summary at the chosen learning rate."""
+    task = data.info.name
+    positions = getattr(AutoConfig.from_pretrained(spec.path), "max_position_embeddings", None)
+    if positions is not None and settings.max_length > positions:
+        raise BertpressError(f"{spec.label} takes at most {positions} tokens but {task} uses max_length "
+                             f"{settings.max_length}: lower it (--set {task}.max_length={positions})")
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(spec.path)
+    runner: Runner = RUNNERS[data.info.kind](data)
+    fingerprint = model_fingerprint(spec.path)
+    features = None
+    by_lr: dict[float, list[dict[str, Any]]] = {}
+    for lr in settings.learning_rates:
+        for seed in settings.seeds:
+            key = cache.key(fingerprint, task, data.identity, settings.run_key(lr, seed))
+            record = cache.get(task, key)
+            if record is None:
+                if features is None:
+                    features = runner.train_features(tokenizer, settings)
+                record = _one_run(spec, runner, features, tokenizer, settings, lr, seed, task, progress)
+                cache.put(task, key, record)
+                log.info("%s %s lr=%g seed=%d: %s %.2f (%.0fs)", spec.label, task, lr, seed, data.info.score_name,
+                         record["metrics"]["score"], record["train_seconds"] + record["eval_seconds"])
+            else:
+                log.info("%s %s lr=%g seed=%d: %.2f (cached)", spec.label, task, lr, seed, record["metrics"]["score"])
+            by_lr.setdefault(lr, []).append(record)
+    grid = {lr: summarise(runs)["mean"]["score"] for lr, runs in by_lr.items()}
+    best = max(grid, key=lambda lr: grid[lr])
+    return {"task": task, "lr": best, "grid": {f"{lr:g}": s for lr, s in grid.items()},
+            "settings": settings.model_dump(), **summarise(by_lr[best]), "runs": by_lr[best]}
+
+
+def evaluate_model(spec: ModelSpec, tasks: Sequence[TaskData], settings: dict[str, FinetuneSettings],
+                   cache: ResultCache, *, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """``{task: result}`` for one model, fine-tuned on each task as ``settings`` says."""
+    tokenizer = AutoTokenizer.from_pretrained(spec.path)
+    return {data.info.name: evaluate_task(spec, data, settings[data.info.name], cache, tokenizer=tokenizer,
+                                          progress=progress)
+            for data in tasks}

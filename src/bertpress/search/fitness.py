@@ -1,0 +1,122 @@
+"""Fitness of one mapping: distil a student with it on a corpus sample, then score it with the proxy mode.
+
+This module is imported by worker processes before anything heavy: torch, transformers and the rest of bertpress
+are imported only inside :func:`proxy_fitness`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertpress.errors import BertpressError
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """One fitness evaluation, self-contained and picklable (sent to worker processes and Ray tasks)."""
+
+    key: str
+    mapping: tuple[int, ...]
+    recipe: dict[str, Any]
+    proxy: dict[str, Any]
+    fitness: str = "proxy"
+    work_dir: str = ""
+    eval_cache: str = ""
+    threads: int = 1
+    keep_student: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+FitnessFn = Callable[[EvalTask], dict[str, Any]]
+
+
+def resolve_fitness(ref: str | FitnessFn) -> FitnessFn:
+    """``'proxy'``, a ``'module:function'`` reference, or a callable as is."""
+    if callable(ref):
+        return ref
+    if ref == "proxy":
+        return proxy_fitness
+    module, _, name = ref.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise BertpressError(f"search.fitness {ref!r} cannot be imported ({type(e).__name__}: {e}): give an "
+                             "importable module:function, or 'proxy'") from None
+
+
+def proxy_recipe(task: EvalTask, out_dir: Path) -> dict[str, Any]:
+    """The recipe of one proxy distillation: the base recipe, this mapping, the proxy's steps and corpus sample."""
+    r = task.recipe
+    p = task.proxy
+    train = {**r.get("train", {}), "max_steps": p["steps"], "batch_size": p["batch_size"], "eval_every": 0,
+             "save_every": 0, "eval_batches": p["eval_batches"], "num_workers": 0,
+             "log_every": max(1, min(50, p["steps"] // 5))}
+    if p.get("lr") is not None:
+        train["lr"] = p["lr"]
+    data = {**r["data"], "max_blocks": p.get("max_blocks")}
+    return {**{k: v for k, v in r.items() if k != "search"}, "output_dir": str(out_dir), "data": data,
+            "train": train, "mapping": {"strategy": "explicit", "layers": list(task.mapping)}}
+
+
+def proxy_fitness(task: EvalTask) -> dict[str, Any]:
+    """Distil ``task.mapping`` for the proxy budget, then the mean proxy score over the proxy tasks."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, task.threads))
+    try:
+        return _proxy_fitness(task)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _proxy_fitness(task: EvalTask) -> dict[str, Any]:
+    from bertpress.evaluate.cache import ResultCache
+    from bertpress.evaluate.proxy import proxy_scores
+    from bertpress.train.run import distill
+
+    out = Path(task.work_dir)
+    shutil.rmtree(out, ignore_errors=True)  # a crashed earlier attempt's leftovers
+    start = time.perf_counter()
+    result = distill(proxy_recipe(task, out), overwrite=True)
+    distilled = time.perf_counter()
+    p = task.proxy
+    scores = proxy_scores(out, p.get("data_dir"), tasks=p["tasks"], overrides=p.get("finetune_overrides", ()),
+                          cache=ResultCache(Path(task.eval_cache)) if task.eval_cache else None)
+    end = time.perf_counter()
+    if not task.keep_student:
+        shutil.rmtree(out, ignore_errors=True)
+    fitness = scores.pop("fitness")
+    return {"fitness": fitness, "scores": scores, "distill_loss": result.summary["final"].get("loss"),
+            "distill_s": round(distilled - start, 2), "proxy_s": round(end - distilled, 2),
+            "tokens": result.summary["tokens_seen"]}
+
+
+def execute(task: EvalTask, fn: FitnessFn | None = None) -> tuple[str, Any]:
+    """Run one evaluation and never raise: ``("ok", result)``, ``("bad_input", message)`` for a
+    :class:`BertpressError` (a bad recipe fails every mapping alike) or ``("error", message)``."""
+    start = time.perf_counter()
+    try:
+        result = dict((fn or resolve_fitness(task.fitness))(task))
+        value = result.get("fitness")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            return "error", f"fitness function returned fitness {value!r}, not a finite number"
+        result["fitness"] = float(value)
+        result.setdefault("seconds", round(time.perf_counter() - start, 2))
+        result.setdefault("pid", os.getpid())
+        return "ok", result
+    except BertpressError as e:
+        return "bad_input", str(e)
+    except Exception as e:
+        tb = traceback.extract_tb(e.__traceback__)
+        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+        return "error", f"{type(e).__name__}: {e}{where}"

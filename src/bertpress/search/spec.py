@@ -1,0 +1,136 @@
+"""The recipe's ``search:`` section: search space, genetic algorithm, workers and the proxy setting (fitness)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bertpress.errors import BertpressError
+from bertpress.objectives.mapping import MAPPINGS
+
+#: Sentiment, paraphrase and similarity (the evaluation's proxy tasks): three small GLUE tasks.
+DEFAULT_PROXY_TASKS = ("sst2", "mrpc", "stsb")
+_FITNESS_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProxySpec(_Strict):
+    """How one mapping is scored: a short distillation on a corpus sample, then the evaluation's proxy mode."""
+
+    steps: int = Field(150, gt=0, description="distillation steps per evaluated mapping")
+    batch_size: int = Field(16, gt=0, description="blocks per distillation step")
+    max_blocks: int | None = Field(3000, gt=1, description="corpus sample: packed blocks drawn (seeded) from "
+                                                           "data.sources (null: the whole corpus)")
+    lr: float | None = Field(None, gt=0, le=1, description="distillation learning rate (default: train.lr)")
+    eval_batches: int = Field(4, gt=0, description="held-out batches for the recorded distillation loss")
+    tasks: list[str] = Field(list(DEFAULT_PROXY_TASKS), min_length=1,
+                             description="downstream tasks of the proxy score; fitness = their mean")
+    finetune_overrides: list[str] = Field(
+        default_factory=list, description="fine-tuning overrides on top of the proxy mode's, e.g. "
+                                          "max_train_examples=1000 (as `bertpress evaluate --set`)")
+    data_dir: str | None = Field(None, description="folder with glue/ (default $BERTPRESS_DATA or ../shared/data)")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v: list[str]) -> list[str]:
+        from bertpress.evaluate.tasks import parse_tasks
+
+        try:
+            return parse_tasks(v)
+        except BertpressError as e:
+            raise ValueError(str(e)) from None
+
+
+class SearchSpec(_Strict):
+    """Layer mapping search (``bertpress search-mapping``): a seeded genetic algorithm over mappings."""
+
+    output_dir: str | None = Field(None, description="search directory (default: the recipe's output_dir + '-search')")
+    space: Literal["monotone", "free"] = Field(
+        "monotone", description="monotone: non-decreasing teacher layers; free: any teacher layer per student layer")
+    population: int = Field(8, ge=2, description="mappings per generation")
+    generations: int = Field(3, ge=0, description="generations bred after the initial population")
+    max_evaluations: int | None = Field(
+        None, gt=0, description="stop after this many distinct mappings (baselines included; null: no cap)")
+    tournament_size: int = Field(2, ge=1, description="mappings drawn per tournament; the fittest becomes a parent")
+    crossover_rate: float = Field(0.9, ge=0, le=1, description="probability that a child mixes two parents")
+    mutation_rate: float = Field(0.3, ge=0, le=1, description="per student layer: probability of a change (a "
+                                                               "neighbouring or a random teacher layer)")
+    elitism: int = Field(1, ge=0, description="best mappings carried unchanged into the next generation")
+    seed: int = Field(0, description="seed of the genetic algorithm (the distillation uses the recipe's seed)")
+    baselines: list[str] = Field(["uniform", "last", "skip"], description="heuristic mappings scored beside the "
+                                                                          "search: " + ", ".join(MAPPINGS.names()))
+    seed_baselines: bool = Field(True, description="start the initial population from the baselines")
+    fitness: str = Field("proxy", description="'proxy' (distil + proxy score), or 'module:function' taking an "
+                                              "EvalTask and returning {'fitness': float, ...}")
+    workers: int = Field(1, ge=0, description="parallel evaluations (0: inside the search process, no timeout)")
+    threads: int | None = Field(None, gt=0, description="torch threads per evaluation (default: cores // workers)")
+    backend: Literal["local", "ray"] = Field("local", description="local worker processes, or Ray tasks "
+                                                                   "(pip install 'bertpress[ray]')")
+    ray_address: str | None = Field(None, description="Ray cluster address for ray.init (e.g. 'auto'; default: "
+                                                      "a local Ray instance)")
+    timeout_s: float | None = Field(3600.0, gt=0, description="seconds per evaluation attempt before its worker "
+                                                              "is killed (null: no limit)")
+    retries: int = Field(1, ge=0, description="new attempts after a crash, timeout or error")
+    keep_students: bool = Field(False, description="keep each proxy student under <search dir>/work/")
+    proxy: ProxySpec = Field(default_factory=ProxySpec)
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in MAPPINGS:
+                raise ValueError(f"unknown baseline {name!r}: choose from {', '.join(MAPPINGS.names())}")
+        return list(dict.fromkeys(v))
+
+    @field_validator("fitness")
+    @classmethod
+    def _fitness_ref(cls, v: str) -> str:
+        if v != "proxy" and not _FITNESS_REF.match(v):
+            raise ValueError(f"fitness {v!r} is neither 'proxy' nor 'module:function': write e.g. "
+                             "fitness: mypackage.scores:score")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchSpec:
+        if self.elitism >= self.population:
+            raise ValueError(f"search.elitism {self.elitism} leaves no room for children in a population of "
+                             f"{self.population}: set elitism below population")
+        if self.tournament_size > self.population:
+            raise ValueError(f"search.tournament_size {self.tournament_size} exceeds search.population "
+                             f"{self.population}: use a smaller tournament")
+        if self.ray_address is not None and self.backend != "ray":
+            raise ValueError("search.ray_address is only read with backend 'ray': set backend: ray or drop "
+                             "ray_address")
+        if self.backend == "ray" and self.workers == 0:
+            raise ValueError("search.backend 'ray' needs workers >= 1 (concurrent Ray tasks): set workers")
+        return self
+
+
+def fitness_settings(recipe: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
+    """Everything a fitness value depends on (cache key): the recipe without paths and search controls, and the
+    proxy setting. The genetic algorithm's own knobs are left out, so a changed search reuses old evaluations."""
+    base = {k: v for k, v in recipe.items() if k not in ("output_dir", "name", "search", "mapping")}
+    train = {k: v for k, v in base.get("train", {}).items()
+             if k not in ("eval_every", "save_every", "keep_checkpoints", "log_every", "num_workers", "max_steps",
+                          "batch_size")}
+    data = {k: v for k, v in base.get("data", {}).items() if k not in ("cache_dir", "max_blocks")}
+    return {**base, "data": data, "train": train, "proxy": spec.proxy.model_dump(mode="json"), "fitness": spec.fitness}
+
+
+def search_reference() -> str:
+    """Markdown table of every ``search:`` field (docs/search.md includes it; a test keeps it in sync)."""
+    import json
+
+    rows = ["| field | default | meaning |", "|---|---|---|"]
+    for prefix, model in (("search.", SearchSpec), ("search.proxy.", ProxySpec)):
+        for name, f in model.model_fields.items():
+            if name == "proxy":
+                continue
+            value = f.default_factory() if f.default_factory is not None else f.default
+            rows.append(f"| `{prefix}{name}` | `{json.dumps(value)}` | {f.description or ''} |")
+    return "\n".join(rows) + "\n"

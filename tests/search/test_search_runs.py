@@ -1,0 +1,150 @@
+"""The search with a cheap synthetic fitness: finds the clear optimum, determinism, cache, resume, outputs."""
+
+import json
+
+import pytest
+import yaml
+
+from bertpress.errors import BertpressError
+from bertpress.search.report import read_best_mapping
+from bertpress.search.search import search_mapping
+
+
+def _trajectory(result):
+    s = result.summary
+    return (s["best"]["mapping"], s["best"]["fitness"]), [(g["new"], g["population"], g["best"])
+                                                          for g in s["generations"]]
+
+
+def test_search_finds_the_clearly_best_mapping(search_recipe, synth, tmp_path):
+    result = search_mapping(search_recipe(), search_dir=tmp_path / "s")
+    s = result.summary
+    assert result.best_mapping == list(synth.target), s["generations"]
+    assert s["best"]["fitness"] == 1.0 and s["best"]["origin"] == "offspring"
+    assert {n: b["mapping"] for n, b in s["baselines"].items()} == {"uniform": [2, 4, 6], "last": [4, 5, 6],
+                                                                     "skip": [1, 3, 5]}
+    assert all(m > 0 for m in s["margin_over_baselines"].values())
+    calls = synth.calls()
+    assert calls[:3] == [[2, 4, 6], [4, 5, 6], [1, 3, 5]], "baselines first"
+    assert len(calls) == len({tuple(c) for c in calls}) == s["evaluations"]["distinct"], "never evaluated twice"
+    assert s["space"]["size"] == 56 and len(s["generations"]) == 6
+    best_so_far = [g["best"] for g in s["generations"]]
+    assert best_so_far == sorted(best_so_far)
+    assert read_best_mapping(tmp_path / "s") == list(synth.target)
+
+
+def test_outputs(search_recipe, synth, tmp_path):
+    out = tmp_path / "s"
+    result = search_mapping(search_recipe(generations=1), search_dir=out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["best_mapping.yaml", "evaluations.jsonl", "search.json", "search.md", "search.png",
+                     "state.json"], names
+    snippet = yaml.safe_load((out / "best_mapping.yaml").read_text())
+    assert snippet == {"mapping": {"strategy": "explicit", "layers": result.best_mapping}}
+    lines = [json.loads(x) for x in (out / "evaluations.jsonl").read_text().splitlines()]
+    assert len(lines) == result.summary["evaluations"]["distinct"]
+    assert all({"mapping", "fitness", "seconds", "status", "attempts", "generation", "origin"} <= r.keys()
+               for r in lines)
+    md = (out / "search.md").read_text()
+    assert "uniform" in md and "**searched**" in md and "56 mappings" in md
+    assert (out / "search.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "search.json").read_text())["best"]["mapping"] == result.best_mapping
+    assert not list(out.glob(".*.tmp")), "no temporary files left"
+
+
+@pytest.mark.parametrize("kind", ["monotone", "free"])
+def test_same_seed_same_search(search_recipe, synth, tmp_path, kind):
+    a = search_mapping(search_recipe(space=kind), search_dir=tmp_path / "a")
+    b = search_mapping(search_recipe(space=kind), search_dir=tmp_path / "b")
+    c = search_mapping(search_recipe(space=kind, seed=2), search_dir=tmp_path / "c")
+    assert _trajectory(a) == _trajectory(b)
+    assert _trajectory(a)[1] != _trajectory(c)[1]
+
+
+def test_evaluation_budget_counts_distinct_mappings(search_recipe, synth, tmp_path):
+    result = search_mapping(search_recipe(max_evaluations=10, generations=20), search_dir=tmp_path / "s")
+    assert result.summary["evaluations"]["distinct"] == 10 == len(synth.calls())
+
+
+def test_cache_reused_when_resuming_a_longer_search(search_recipe, synth, tmp_path):
+    out = tmp_path / "s"
+    first = search_mapping(search_recipe(generations=2), search_dir=out)
+    n = len(synth.calls())
+    again = search_mapping(search_recipe(generations=2), search_dir=out, resume=True)
+    assert len(synth.calls()) == n, "a finished search resumed evaluates nothing"
+    assert _trajectory(again) == _trajectory(first)
+    longer = search_mapping(search_recipe(generations=4), search_dir=out, resume=True)
+    calls = synth.calls()
+    assert len(calls) == len({tuple(c) for c in calls}) > n, "only new mappings are evaluated"
+    fresh = search_mapping(search_recipe(generations=4), search_dir=tmp_path / "fresh")
+    assert _trajectory(longer) == _trajectory(fresh)
+
+
+def test_resume_after_interruption_matches_uninterrupted(search_recipe, synth, tmp_path, monkeypatch):
+    reference = search_mapping(search_recipe(), search_dir=tmp_path / "ref")
+    total = len(synth.calls())
+    synth_calls = tmp_path / "calls.jsonl"
+    synth_calls.unlink()
+    monkeypatch.setenv("LMS_DIE_AFTER", "7")
+    with pytest.raises(KeyboardInterrupt):
+        search_mapping(search_recipe(), search_dir=tmp_path / "cut")
+    state = json.loads((tmp_path / "cut" / "state.json").read_text())
+    assert len(state["records"]) == 7 and not state["complete"]
+    assert not (tmp_path / "cut" / "best_mapping.yaml").exists()
+    with pytest.raises(BertpressError, match="has not finished"):
+        read_best_mapping(tmp_path / "cut")
+    monkeypatch.delenv("LMS_DIE_AFTER")
+    resumed = search_mapping(search_recipe(), search_dir=tmp_path / "cut", resume=True)
+    calls = synth.calls()
+    assert len(calls) == total + 1  # the interrupted call itself never finished
+    assert len({tuple(c) for c in calls}) == total, "nothing finished is evaluated again"
+    assert _trajectory(resumed) == _trajectory(reference)
+    assert resumed.summary["sessions"] == 2 and resumed.summary["evaluations"]["this_session"] == total - 7
+
+
+def test_resume_refuses_changed_fitness_settings(search_recipe, synth, tmp_path):
+    search_mapping(search_recipe(generations=0), search_dir=tmp_path / "s")
+    changed = search_recipe(generations=0)
+    changed["search"]["proxy"] = {"steps": 999}
+    with pytest.raises(BertpressError, match=r"fitness settings changed \(proxy.steps: 150 -> 999\)"):
+        search_mapping(changed, search_dir=tmp_path / "s", resume=True)
+
+
+def test_failed_evaluation_excluded_and_not_retried_on_resume(search_recipe, synth, tmp_path, monkeypatch):
+    monkeypatch.setenv("LMS_FAULT", "error:4,5,6")  # the 'last' baseline fails once, then succeeds
+    result = search_mapping(search_recipe(generations=1, retries=0), search_dir=tmp_path / "s")
+    last = result.summary["baselines"]["last"]
+    assert last["fitness"] is None and last["status"] == "failed"
+    records = [json.loads(x) for x in (tmp_path / "s" / "evaluations.jsonl").read_text().splitlines()]
+    failed = next(r for r in records if r["mapping"] == [4, 5, 6])
+    assert "RuntimeError: transient failure" in failed["error"] and len(failed["attempts"]) == 1
+    assert all(g["best_mapping"] != [4, 5, 6] for g in result.summary["generations"])
+    n = len(synth.calls())
+    search_mapping(search_recipe(generations=1, retries=0), search_dir=tmp_path / "s", resume=True)
+    assert len(synth.calls()) == n
+
+
+def test_error_is_retried_once(search_recipe, synth, tmp_path, monkeypatch):
+    monkeypatch.setenv("LMS_FAULT", "error:4,5,6")
+    result = search_mapping(search_recipe(generations=0), search_dir=tmp_path / "s")
+    last = result.summary["baselines"]["last"]
+    assert last["status"] == "ok" and last["fitness"] is not None
+    record = json.loads((tmp_path / "s" / "state.json").read_text())["records"][1]
+    assert [a["status"] for a in record["attempts"]] == ["error", "ok"]
+
+
+def test_callable_fitness_inline(search_recipe, tmp_path):
+    def fitness(task):
+        return {"fitness": -abs(sum(task.mapping) - 9)}
+
+    result = search_mapping(search_recipe(generations=2), search_dir=tmp_path / "s", fitness=fitness)
+    assert sum(result.best_mapping) == 9
+
+
+def test_search_reference_in_docs():
+    from pathlib import Path
+
+    from bertpress.search.spec import search_reference
+
+    doc = (Path(__file__).parents[2] / "docs" / "search.md").read_text()
+    assert search_reference() in doc, "docs/search.md: paste the output of search_reference() (spec.py)"
