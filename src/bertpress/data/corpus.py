@@ -1,7 +1,7 @@
 """Tokenise the corpus once, pack it into fixed-length blocks, cache it, and split off a held-out set.
 
 Blocks are ``[CLS] t_1 … t_{n-2} [SEP]`` over the concatenated token stream, with ``[SEP]`` between documents.
-The cache key covers the sources (path, size, mtime or dataset fingerprint), the tokenizer's full serialisation
+The cache key covers the sources (file names and content hashes, or the dataset spec), the tokenizer's full serialisation
 and the block size, so a second run with the same inputs reads a memory-mapped ``.npy`` instead of re-tokenising.
 """
 
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from bertpress.atomic import atomic_write_bytes, atomic_write_json
 from bertpress.data.sources import ReadStats, expand_files, load_hf_dataset, read_dataset, read_files
 from bertpress.errors import BertpressError
+from bertpress.hashing import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 def _source_identity(source: Any) -> Any:
     if isinstance(source, str):
-        return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in expand_files(source)]
+        return [[p.name, file_digest(p)] for p in expand_files(source)]
     return source.model_dump()
 
 

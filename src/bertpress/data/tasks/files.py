@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bertpress.errors import BertpressError
+from bertpress.hashing import file_digest
 
 #: Environment variable naming the data directory (``glue/``, ``squad/``, ``conll2003/`` inside).
 DATA_ENV = "BERTPRESS_DATA"
@@ -66,6 +67,5 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def file_identity(path: Path) -> list:
-    """What identifies a data file in a cache key: resolved path, size, modification time."""
-    st = path.stat()
-    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+    """What identifies a data file in a cache key: its name and a hash of its content (not its path or mtime)."""
+    return [path.name, file_digest(path)]
