@@ -8,22 +8,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bertpress.cli import main
 
+from catalogue import Catalogue
+
 RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
-CASES: dict[str, Callable] = {}
-
-
-def case(name: str):
-    def deco(fn):
-        CASES[name] = fn
-        return fn
-    return deco
+CASES = Catalogue()
+case = CASES.case
 
 
 class Env:

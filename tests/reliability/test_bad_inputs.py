@@ -13,16 +13,11 @@ import yaml
 
 from bertpress.cli import main
 
+from catalogue import Catalogue
 from tiny_models import save_tiny_teacher, tiny_tokenizer
 
-CASES = {}
-
-
-def case(name):
-    def add(fn):
-        CASES[name] = fn
-        return fn
-    return add
+CASES = Catalogue()
+case = CASES.case
 
 
 @pytest.fixture

@@ -10,14 +10,10 @@ from lms_helpers import write_glue, write_recipe
 from bertpress.cli import main
 from bertpress.search.search import search_mapping
 
-CASES = {}
+from catalogue import Catalogue
 
-
-def case(name):
-    def add(fn):
-        CASES[name] = fn
-        return fn
-    return add
+CASES = Catalogue()
+case = CASES.case
 
 
 @pytest.fixture

@@ -69,6 +69,17 @@ class _Retrying:
         return False
 
 
+def settle(book: _Retrying, pending: collections.deque, task: EvalTask, status: str, payload: Any,
+           seconds: float) -> None:
+    """Book one attempt's outcome: success, retry (queued first) or failure; a bad input stops the search."""
+    if status == "ok":
+        book.success(task, payload, seconds)
+    elif status == "bad_input":
+        raise BertpressError(f"evaluating mapping {list(task.mapping)}: {payload}")
+    elif book.failure(task, status, payload, seconds):
+        pending.appendleft(task)
+
+
 class InlineRunner:
     """Evaluations one after another in this process: no isolation and no timeout (a crash ends the search,
     which ``--resume`` continues); for debugging, tests and cheap fitness functions."""
@@ -194,12 +205,7 @@ class LocalPoolRunner:
                 w.task = None
                 if status in ("crashed", "timeout"):
                     self._replace(w)
-                if status == "ok":
-                    book.success(task, payload, seconds)
-                elif status == "bad_input":
-                    raise BertpressError(f"evaluating mapping {list(task.mapping)}: {payload}")
-                elif book.failure(task, status, payload, seconds):
-                    pending.appendleft(task)
+                settle(book, pending, task, status, payload, seconds)
 
     def close(self) -> None:
         for w in self.workers:
@@ -259,24 +265,14 @@ class RayRunner:
                     status, payload = ray.get(ref)
                 except ray.exceptions.RayError as e:
                     status, payload = "crashed", f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-                self._settle(book, pending, task, status, payload, time.perf_counter() - t0)
+                settle(book, pending, task, status, payload, time.perf_counter() - t0)
             now = time.perf_counter()
             for ref, (task, t0) in list(flying.items()):
                 if self.timeout_s is not None and now - t0 >= self.timeout_s:
                     ray.cancel(ref, force=True)
                     del flying[ref]
-                    self._settle(book, pending, task, "timeout",
+                    settle(book, pending, task, "timeout",
                                  f"no result after {self.timeout_s:g}s: Ray task cancelled", now - t0)
-
-    @staticmethod
-    def _settle(book: _Retrying, pending: collections.deque, task: EvalTask, status: str, payload: Any,
-                seconds: float) -> None:
-        if status == "ok":
-            book.success(task, payload, seconds)
-        elif status == "bad_input":
-            raise BertpressError(f"evaluating mapping {list(task.mapping)}: {payload}")
-        elif book.failure(task, status, payload, seconds):
-            pending.appendleft(task)
 
     def close(self) -> None:
         pass
