@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 
@@ -13,3 +14,13 @@ class Catalogue(dict):
             self[name] = fn
             return fn
         return add
+
+
+def assert_one_line_error(code: int, stderr: str, pattern: str) -> None:
+    """Exit 2 and exactly one ``bertpress: error: ...`` line, the last one, matching ``pattern``; no traceback."""
+    lines = stderr.strip().splitlines()
+    err = [line for line in lines if line.startswith("bertpress")]
+    assert code == 2
+    assert len(err) == 1 and err[0] == lines[-1] and err[0].startswith("bertpress: error: "), lines
+    assert not any("Traceback" in line for line in lines)
+    assert re.search(pattern, err[0]), err[0]

@@ -4,7 +4,6 @@ Each case runs the real CLI entry point in-process on tiny models.
 """
 
 import gzip
-import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import yaml
 
 from bertpress.cli import main
 
-from catalogue import Catalogue
+from catalogue import Catalogue, assert_one_line_error
 from tiny_models import save_tiny_teacher, tiny_tokenizer
 
 CASES = Catalogue()
@@ -181,12 +180,7 @@ def _(env):
 def test_bad_input(name, env, capsys):
     args, pattern = CASES[name](env)
     code = main(["distill", *map(str, args)])
-    lines = capsys.readouterr().err.strip().splitlines()
-    err = [line for line in lines if line.startswith("bertpress")]
-    assert code == 2
-    assert len(err) == 1 and err[0] == lines[-1] and err[0].startswith("bertpress: error: "), lines
-    assert not any("Traceback" in line for line in lines)
-    assert re.search(pattern, err[0]), err[0]
+    assert_one_line_error(code, capsys.readouterr().err, pattern)
     assert not env.out.exists(), "a rejected run writes no output"
 
 

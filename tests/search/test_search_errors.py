@@ -1,7 +1,6 @@
 """Bad inputs of ``bertpress search-mapping`` (docs/errors.md, "Layer mapping search"): one line, exit 2, and
 nothing written when the check runs before the search starts."""
 
-import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ from lms_helpers import write_glue, write_recipe
 from bertpress.cli import main
 from bertpress.search.search import search_mapping
 
-from catalogue import Catalogue
+from catalogue import Catalogue, assert_one_line_error
 
 CASES = Catalogue()
 case = CASES.case
@@ -122,12 +121,7 @@ def test_bad_search_input(name, env, capsys):
     args, pattern, writes = CASES[name](env)
     before = sorted(p.name for p in env.out.iterdir()) if env.out.is_dir() else None
     code = main(args)
-    lines = capsys.readouterr().err.strip().splitlines()
-    err = [line for line in lines if line.startswith("bertpress")]
-    assert code == 2
-    assert len(err) == 1 and err[0] == lines[-1] and err[0].startswith("bertpress: error: "), lines
-    assert not any("Traceback" in line for line in lines)
-    assert re.search(pattern, err[0]), err[0]
+    assert_one_line_error(code, capsys.readouterr().err, pattern)
     if not writes:
         assert not env.out.exists() or sorted(p.name for p in env.out.iterdir()) == before, "nothing written"
 
