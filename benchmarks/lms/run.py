@@ -71,9 +71,9 @@ def run(cmd: list[str], log: Path, journal: dict[str, Any], key: str) -> float:
         out.flush()
         code = subprocess.call(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     seconds = time.time() - start
-    journal[key] = {"command": shown, "seconds": round(seconds, 1), "load_1min": load.summary(), "exit_code": code,
-                    "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    save_journal(journal)
+    entry = {"command": shown, "seconds": round(seconds, 1), "load_1min": load.summary(), "exit_code": code,
+             "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    save_journal(journal, key, entry)
     if code != 0:
         sys.exit(f"failed ({code}): {shown}; see {log}")
     return seconds
@@ -82,9 +82,13 @@ def run(cmd: list[str], log: Path, journal: dict[str, Any], key: str) -> float:
 JOURNAL: Path = Path()
 
 
-def save_journal(journal: dict[str, Any]) -> None:
+def save_journal(journal: dict[str, Any], key: str, entry: dict[str, Any]) -> None:
+    """Add ``key`` to the journal file, keeping what other phases running beside this one wrote meanwhile."""
     from bertpress.atomic import atomic_write_json
 
+    if JOURNAL.is_file():
+        journal.update({k: v for k, v in json.loads(JOURNAL.read_text()).items() if k != "argv"})
+    journal[key] = entry
     atomic_write_json(JOURNAL, journal)
 
 
@@ -116,7 +120,11 @@ def final_dirs(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def final_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
-    for name, folder in final_dirs(args).items():
+    arms = args.arms or ["searched", *BASELINES]
+    dirs = final_dirs(args) if "searched" in arms else {n: args.work / "final" / n for n in BASELINES}
+    for name, folder in dirs.items():
+        if name not in arms:
+            continue
         if (folder / "bertpress.json").is_file():
             print(f"{name}: done ({folder})")
             continue
@@ -305,6 +313,9 @@ def main() -> None:
     p.add_argument("--search-set", action="append", default=[], metavar="FIELD=VALUE",
                    help="recipe override for search-mapping, e.g. search.workers=2 (repeatable)")
     p.add_argument("--final-steps", type=int, default=400)
+    p.add_argument("--arms", type=lambda t: t.split(","), metavar="A,B",
+                   help="final phase: only these arms (searched, uniform, last, skip), e.g. the baselines while the "
+                        "search still runs")
     p.add_argument("--final-batch-size", type=int, default=16)
     p.add_argument("--final-set", action="append", default=[], metavar="FIELD=VALUE",
                    help="recipe override for the final distillations (repeatable)")
