@@ -321,7 +321,7 @@ def main() -> None:
                    help="recipe override for the final distillations (repeatable)")
     p.add_argument("--eval-seeds", type=int, nargs="+", default=[1])
     p.add_argument("--eval-set", action="append", default=[], metavar="[TASK.]KEY=VALUE",
-                   help="fine-tuning override for bertpress evaluate (repeatable; smoke tests only)")
+                   help="fine-tuning override for bertpress evaluate, e.g. max_train_examples=1500 (repeatable)")
     args = p.parse_args()
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
