@@ -62,3 +62,13 @@ def peak(task):
             if kind == "error" and first:
                 raise RuntimeError("transient failure")
     return {"fitness": score(task.mapping, _target(task)), "scores": {"synthetic": score(task.mapping, _target(task))}}
+
+
+def distilled(task):
+    """A real proxy distillation (tiny models): fitness = minus the held-out distillation loss after it."""
+    from bertpress.search.fitness import proxy_recipe
+    from bertpress.train.run import distill
+
+    _log(task.mapping)
+    loss = distill(proxy_recipe(task, Path(task.work_dir)), overwrite=True).summary["final"]["loss"]
+    return {"fitness": -loss, "distill_loss": loss}
