@@ -206,6 +206,15 @@ def report_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
     print(f"written: {RESULTS}/lms.{{json,md,png}}")
 
 
+def _settings(per_task: dict[str, dict[str, Any]]) -> str:
+    """The fine-tuning settings of the full evaluation, per task: train-set cap, lr, epochs, length."""
+    parts = []
+    for task, st in per_task.items():
+        cap = f"a fixed random {st['max_train_examples']:,} train examples" if st["max_train_examples"] else "full train set"
+        parts.append(f"{task.upper()}: {cap}, lr {st['lr']:g}, {st['epochs']:g} epochs, {st['max_length']} tokens")
+    return "; ".join(parts)
+
+
 def _f(x: float | None, d: int = 2) -> str:
     return "–" if x is None else f"{x:.{d}f}"
 
@@ -242,9 +251,9 @@ def markdown(r: dict[str, Any]) -> str:
     out += ["", "## 2. Longer distillation, full evaluation (dev sets)", ""]
     f0 = r["final_distillation"]["searched"]
     out += [f"Each student distilled for {f0['steps']} steps ({f0['tokens']:,} tokens, the same for all), then "
-            "fine-tuned with `bertpress evaluate` defaults (full train sets, 128 tokens, lr 5e-5; epochs: RTE/MRPC/"
-            "STS-B 5, CoLA 3) and scored on the full dev sets. Scores x100: RTE accuracy, MRPC mean of F1 and "
-            "accuracy, STS-B mean of Pearson and Spearman, CoLA Matthews.", "",
+            f"fine-tuned with `bertpress evaluate` ({_settings(r['full_eval_settings'])}) and scored on the full dev "
+            "sets. Scores x100: RTE accuracy, MRPC mean of F1 and accuracy, STS-B mean of Pearson and Spearman, CoLA "
+            "Matthews.", "",
             "| mapping | layers | held-out distil. loss | " + " | ".join(t.upper() for t in TASKS) +
             " | average | margin |", "|---|---|---|" + "---|" * len(TASKS) + "---|---|"]
     for n in names:
