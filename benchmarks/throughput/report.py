@@ -29,10 +29,10 @@ def _machine(result: dict[str, Any]) -> list[str]:
         f"- Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} ({m['torch_threads']} threads), "
         f"transformers {m['transformers']}, accelerate {m['accelerate']}, TextBrewer {m['textbrewer']}, "
         f"Python {m['python']}; CPU only (AVX512-BF16: {'yes' if m['bf16_cpu'] else 'no'}).",
-        f"- Load: 1-minute load average {_load(runs)} during the runs (the machine was shared with other jobs), so "
-        "absolute numbers are under load and vary; the three systems ran alternately, one process per run, so the "
-        "ratios compare like with like. Tokens per CPU-second (process CPU time, all threads) is less sensitive to "
-        "load than wall time and is given as a cross-check.",
+        f"- Load: 1-minute load average {_load(runs)} at the start and end of the runs (the benchmark's own "
+        "processes count in it; a value well above the core count means other jobs shared the machine). The three "
+        "systems ran alternately, one process per run, so the ratios compare like with like. Tokens per CPU-second "
+        "(process CPU time, all threads) is less sensitive to load than wall time and is given as a cross-check.",
         f"- Command: `{result['command']}`; total time {result['total_wall_s'] / 60:.1f} min.",
     ]
 
