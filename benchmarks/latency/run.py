@@ -127,8 +127,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"- Machine: {c['cpu']}, {c['cpu_count']} logical CPUs, torch {c['torch']} ({c['torch_threads']} threads)"
              + (f", onnxruntime {onnx['version']} (CPU provider, {onnx['intra_op_threads']})" if onnx else "") + ".",
              f"- Load: 1-minute load average {result['load_average_start'][0]:.1f} at the start, "
-             f"{result['load_average_end'][0]:.1f} at the end (shared machine: absolute numbers are under load; the "
-             "models are interleaved, so ratios are fair).", "", head,
+             f"{result['load_average_end'][0]:.1f} at the end (above the core count, other jobs shared the machine; the "
+             "models are interleaved, so ratios are fair either way).", "", head,
              "|---|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if onnx else "")]
     teacher = result["models"][0]["eager"]
     for m in result["models"]:
