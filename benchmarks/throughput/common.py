@@ -19,6 +19,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +231,32 @@ class StepClock:
         return {"timed_s": total, "tokens_per_s": steps * TOKENS_PER_STEP / total, "step_s": step_s,
                 "cpu_s": cpu, "tokens_per_cpu_s": steps * TOKENS_PER_STEP / cpu,
                 "phases_ms": {k: 1000 * v / steps for k, v in phases.items()}}
+
+
+@dataclass
+class ReferenceRun:
+    """What both reference loops start from: models, mapping, batches, optimizer, schedule and the step clock."""
+
+    teacher: PreTrainedModel
+    student: PreTrainedModel
+    mapping: list[int]
+    loader: DataLoader
+    opt: torch.optim.Optimizer
+    schedule: Any
+    clock: StepClock
+    max_steps: int
+
+
+def reference_run(args: argparse.Namespace) -> ReferenceRun:
+    """Set up a reference loop (TextBrewer or the plain loop) from the shared command-line arguments."""
+    max_steps = args.warmup + args.steps
+    teacher, student, mapping, tokenizer = eager_models(dropout=not args.no_dropout)
+    loader = batches(tokenizer, max_steps)
+    opt, schedule = optimizer_and_schedule(student, max_steps)
+    clock = StepClock(sample_after=args.warmup).install(teacher, student)
+    teacher.eval()
+    student.train()
+    return ReferenceRun(teacher, student, mapping, loader, opt, schedule, clock, max_steps)
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:

@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from common import (
-    MAX_GRAD_NORM,
-    StepClock,
-    base_parser,
-    batches,
-    eager_models,
-    finish,
-    optimizer_and_schedule,
-)
+from common import MAX_GRAD_NORM, base_parser, finish, reference_run
 
 
 def main() -> None:
     args = base_parser(__doc__).parse_args()
-    max_steps = args.warmup + args.steps
-    teacher, student, mapping, tokenizer = eager_models(dropout=not args.no_dropout)
-    loader = batches(tokenizer, max_steps)
-    opt, schedule = optimizer_and_schedule(student, max_steps)
-    clock = StepClock(sample_after=args.warmup).install(teacher, student)
-    teacher.eval()
-    student.train()
+    run = reference_run(args)
+    teacher, student, mapping, opt, schedule = run.teacher, run.student, run.mapping, run.opt, run.schedule
     losses: list[float] = []
-    for batch in loader:
+    for batch in run.loader:
         with torch.no_grad():
             t = teacher(**batch, output_hidden_states=True, output_attentions=True)
         s = student(**batch, output_hidden_states=True, output_attentions=True)
@@ -44,7 +31,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
     finish(args.out, {"system": "plain", "losses": losses, "dropout": not args.no_dropout},
-           clock, args.warmup, args.steps)
+           run.clock, args.warmup, args.steps)
 
 
 if __name__ == "__main__":

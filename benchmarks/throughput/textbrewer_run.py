@@ -15,12 +15,9 @@ import textbrewer
 from common import (
     MAX_GRAD_NORM,
     WARMUP_RATIO,
-    StepClock,
     base_parser,
-    batches,
-    eager_models,
     finish,
-    optimizer_and_schedule,
+    reference_run,
     warmup_steps,
 )
 from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
@@ -55,26 +52,21 @@ class RecordingDistiller(GeneralDistiller):
 
 def main() -> None:
     args = base_parser(__doc__).parse_args()
-    max_steps = args.warmup + args.steps
-    teacher, student, mapping, tokenizer = eager_models(dropout=not args.no_dropout)
-    loader = batches(tokenizer, max_steps)
-    opt, _ = optimizer_and_schedule(student, max_steps)
-    clock = StepClock(sample_after=args.warmup).install(teacher, student)
-    teacher.eval()
-    student.train()
+    run = reference_run(args)  # TextBrewer builds its own scheduler from the same class and arguments
+    max_steps = run.max_steps
     with tempfile.TemporaryDirectory() as tmp:
         train_config = TrainingConfig(device="cpu", output_dir=tmp, ckpt_steps=max_steps, log_dir=None)
-        distill_config = DistillationConfig(kd_loss_weight=0.0, intermediate_matches=matches(mapping))
-        distiller = RecordingDistiller(train_config, distill_config, teacher, student, adaptor, adaptor)
+        distill_config = DistillationConfig(kd_loss_weight=0.0, intermediate_matches=matches(run.mapping))
+        distiller = RecordingDistiller(train_config, distill_config, run.teacher, run.student, adaptor, adaptor)
         distiller.losses = []
-        distiller.train(opt, loader, num_steps=max_steps, max_grad_norm=MAX_GRAD_NORM,
+        distiller.train(run.opt, run.loader, num_steps=max_steps, max_grad_norm=MAX_GRAD_NORM,
                         scheduler_class=get_linear_schedule_with_warmup,
                         scheduler_args={"num_warmup_steps": warmup_steps(max_steps), "num_training_steps": max_steps},
                         output_hidden_states=True, output_attentions=True)
         saved = sorted(p.name for p in Path(tmp).iterdir())
     finish(args.out, {"system": "textbrewer", "version": textbrewer.__version__, "losses": distiller.losses,
                       "dropout": not args.no_dropout, "warmup_ratio": WARMUP_RATIO, "checkpoints_written": saved},
-           clock, args.warmup, args.steps)
+           run.clock, args.warmup, args.steps)
 
 
 if __name__ == "__main__":
