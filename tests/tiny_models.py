@@ -1,4 +1,4 @@
-"""Tiny randomly initialised BERT teachers, a tiny WordPiece tokenizer and a tiny corpus, built in tests."""
+"""Tiny randomly initialised BERT teachers (real dropout defaults; other real layouts in ``layouts.py``), a tiny WordPiece tokenizer and a tiny corpus, built in tests."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ def tiny_tokenizer() -> BertTokenizer:
 
 
 def tiny_config(**overrides) -> BertConfig:
+    """A tiny BERT with BERT's real defaults (dropout 0.1 in hidden states and attention): only the sizes are tiny."""
     cfg = dict(vocab_size=len(tiny_vocab()), hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-               intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
-               attention_probs_dropout_prob=0.0)
+               intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.1,
+               attention_probs_dropout_prob=0.1)
     cfg.update(overrides)
     return BertConfig(**cfg)
 

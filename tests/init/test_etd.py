@@ -72,14 +72,15 @@ def test_other_architectures_reproduce_teacher(config_cls, tmp_path):
     assert initialise("etd-rand", ctx)["tensors_copied"] > 0
 
 
-def test_factorised_embeddings_are_refused(tmp_path):
+def test_factorised_student_without_projection_is_refused(tmp_path):
+    # a student as wide as the teacher's factorised embeddings would have no projection to slice: refused, one line
     config = ElectraConfig(**tiny_config().to_dict() | {"model_type": "electra", "embedding_size": 16})
     AutoModel.from_config(config).save_pretrained(tmp_path)
     tiny_tokenizer().save_pretrained(tmp_path)
     teacher = load_teacher(str(tmp_path))
-    _, ctx = make(teacher, num_layers=2)
-    with pytest.raises(BertpressError, match="factorises its embeddings"):
-        initialise("etd-impt", ctx)
+    _, ctx = make(teacher, num_layers=2, hidden_size=16, num_heads=2, intermediate_size=32)
+    with pytest.raises(BertpressError, match=r"factorises its embeddings .* set student.hidden_size != 16"):
+        initialise("etd-rand", ctx)
 
 
 SHAPES = [

@@ -47,19 +47,29 @@ def _weights(out):
 
 
 def test_resume_matches_uninterrupted_run(tiny_recipe, tmp_path):
-    # dropout on, so RNG state restoration matters too
+    # dropout on (the fixture's real 0.1), so the dropout RNG must continue exactly across the resume
     common = {"student": {"init": "random"}, "objective": {"name": "distilbert"}}
     full = distill(tiny_recipe(output_dir=str(tmp_path / "full"), **common))
+    assert AutoModel.from_pretrained(full.output_dir).config.hidden_dropout_prob == 0.1
     interrupted = tiny_recipe(output_dir=str(tmp_path / "cut"), **common)
     distill(interrupted, stop_after=27)  # last checkpoint at step 20, then 7 more steps are lost
     resumed = distill(interrupted, resume=True)
     a, b = _weights(full.output_dir), _weights(resumed.output_dir)
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+        assert torch.equal(a[k], b[k]), k  # bit for bit
     assert resumed.summary["tokens_seen"] == full.summary["tokens_seen"]
     steps = [r["step"] for r in read_metrics(resumed.output_dir / "metrics.jsonl", "train")]
     assert steps == sorted(set(steps)), "metrics of the lost steps are replaced, not duplicated"
+
+
+def test_resuming_a_finished_run_gives_the_same_weights(tiny_recipe, tmp_path):
+    """``--resume`` of a finished run replays the steps after its last checkpoint, with dropout on."""
+    recipe = tiny_recipe(output_dir=str(tmp_path / "done"), train={"max_steps": 30})
+    first = _weights(distill(recipe).output_dir)
+    again = _weights(distill(recipe, resume=True).output_dir)  # from the step-20 checkpoint
+    for k in first:
+        assert torch.equal(first[k], again[k]), k
 
 
 def test_refuses_existing_run_without_flag(tiny_recipe):

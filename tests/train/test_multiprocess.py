@@ -12,10 +12,16 @@ from safetensors.torch import load_file
 
 from bertpress.train.run import distill
 
+from tiny_models import save_tiny_teacher
 
-def test_two_processes_match_one(tmp_path, tiny_teacher_bare, tiny_corpus):
+
+def test_two_processes_match_one(tmp_path, tiny_corpus):
+    # dropout off on purpose: two processes draw their dropout masks from their own RNG streams, so only without
+    # dropout can two processes equal one (with dropout each is exact against its own resume, test_kill_resume)
+    teacher = save_tiny_teacher(tmp_path / "teacher", mlm=False, hidden_dropout_prob=0.0,
+                                attention_probs_dropout_prob=0.0)
     recipe = {
-        "teacher": {"name_or_path": str(tiny_teacher_bare)},  # dropout 0: the processes' RNG streams don't matter
+        "teacher": {"name_or_path": str(teacher)},
         "student": {"num_layers": 2, "init": "random"},
         "data": {"sources": [str(tiny_corpus)], "block_size": 32, "cache_dir": str(tmp_path / "cache")},
         "objective": {"name": "tinybert"},

@@ -3,7 +3,8 @@
 Extract Then Distill (Chen et al., 2021, arXiv:2104.11928) starts the student from a slice of the teacher. An
 :class:`ExtractionPlan` names what is kept; :func:`extract` copies exactly those sub-tensors:
 
-* hidden dims ``H`` (the residual stream): columns of the word / position / token-type embeddings, every LayerNorm,
+* hidden dims ``H`` (the residual stream): columns of the word / position / token-type embeddings (with factorised
+  embeddings, as in ELECTRA-small, the embeddings are copied whole and the rows of their projection sliced), every LayerNorm,
   rows of every matrix that writes the stream (attention output, FFN output, pooler, MLM transform) and columns of
   every matrix that reads it (Q, K, V, FFN input, pooler, MLM transform, decoder - the tie with the word embeddings
   is kept because both are sliced the same way);
@@ -82,25 +83,25 @@ class _Copier:
         if dst.bias is not None:
             self.tensor(dst.bias, src.bias, rows)
 
-    def norm(self, dst: nn.LayerNorm, src: nn.LayerNorm, dims: Tensor) -> None:
+    def norm(self, dst: nn.LayerNorm, src: nn.LayerNorm, dims: Tensor | None) -> None:
         self.tensor(dst.weight, src.weight, dims)
         if dst.bias is not None:
             self.tensor(dst.bias, src.bias, dims)
 
 
 def check_layout(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
-    """Refuse models ETD cannot slice: factorised embeddings, or a student of another model type."""
-    for model, who in ((teacher, "teacher"), (student, "student")):
-        c = model.config
-        if getattr(c, "embedding_size", c.hidden_size) != c.hidden_size:
-            raise BertpressError(
-                f"{who} factorises its embeddings (embedding_size {c.embedding_size} != hidden_size "
-                f"{c.hidden_size}), which ETD cannot slice: use a teacher whose embedding size equals its width"
-            )
+    """Refuse a student of another model type, or one whose embedding factorisation differs from the teacher's."""
     if teacher.config.model_type != student.config.model_type:
         raise BertpressError(
             f"student type {student.config.model_type!r} differs from the teacher's "
             f"{teacher.config.model_type!r}: build the student from the teacher's config"
+        )
+    t_emb, s_emb = (getattr(m.config, "embedding_size", m.config.hidden_size) for m in (teacher, student))
+    if anatomy(teacher).factorised and (s_emb != t_emb or not anatomy(student).factorised):
+        raise BertpressError(
+            f"the teacher factorises its embeddings (embedding_size {t_emb}) and ETD copies them whole, so the student "
+            f"needs that embedding_size and a projection to its own width (got embedding_size {s_emb}, hidden_size "
+            f"{student.config.hidden_size}): set student.hidden_size != {t_emb}, or use init 'random'"
         )
 
 
@@ -123,12 +124,17 @@ def extract(teacher: PreTrainedModel, student: PreTrainedModel, plan: Extraction
     hidden = _index(plan.hidden_dims, tp.hidden_size, "hidden_dims")
     copy = _Copier()
 
+    # factorised embeddings (ELECTRA-small) are copied whole and their projection's rows sliced; otherwise the
+    # embedding width is the hidden width and is sliced like it
+    emb = None if tp.factorised else hidden
     for name, module in tp.embeddings.named_children():
         dst = sp.embeddings.get_submodule(name)
         if isinstance(module, nn.Embedding):
-            copy.tensor(dst.weight, module.weight, None, hidden)
+            copy.tensor(dst.weight, module.weight, None, emb)
         elif isinstance(module, nn.LayerNorm):
-            copy.norm(dst, module, hidden)
+            copy.norm(dst, module, emb)
+    if tp.factorised:
+        copy.linear(sp.embedding_output, tp.embedding_output, hidden, None)
 
     for i, t_layer in enumerate(plan.layers):
         t, s = layer_width_parts(tp, t_layer - 1), layer_width_parts(sp, i)
@@ -149,9 +155,10 @@ def extract(teacher: PreTrainedModel, student: PreTrainedModel, plan: Extraction
 
     t_head, s_head = mlm_head_parts(tp), mlm_head_parts(sp)
     if t_head is not None and s_head is not None:
-        copy.linear(s_head.dense, t_head.dense, hidden, hidden)
-        copy.norm(s_head.norm, t_head.norm, hidden)
-        copy.tensor(s_head.decoder.weight, t_head.decoder.weight, None, hidden)
+        # the head's transform writes the embedding width (ELECTRA's generator head: hidden -> embedding_size)
+        copy.linear(s_head.dense, t_head.dense, emb, hidden)
+        copy.norm(s_head.norm, t_head.norm, emb)
+        copy.tensor(s_head.decoder.weight, t_head.decoder.weight, None, emb)
         for s_bias, t_bias in zip(s_head.biases, t_head.biases, strict=True):
             copy.tensor(s_bias, t_bias)
 

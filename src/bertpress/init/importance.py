@@ -111,7 +111,7 @@ def _capturing(parts: Anatomy) -> Iterator[_Capture]:
     def record(into: list[Tensor]):
         return lambda _m, _a, out: into.append(_first(out))
 
-    handles.append(parts.embeddings.register_forward_hook(embed))
+    handles.append(parts.embedding_output.register_forward_hook(embed))
     for i, layer in enumerate(parts.layers):
         w = layer_width_parts(parts, i)
         handles += [w.query.register_forward_hook(record(cap.qkv)), w.key.register_forward_hook(record(cap.qkv)),

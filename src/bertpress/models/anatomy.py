@@ -31,6 +31,18 @@ class Anatomy:
     has_mlm_head: bool
 
     @property
+    def embedding_output(self) -> nn.Module:
+        """The module whose output enters layer 1 (hidden state 0): the embeddings, or with factorised embeddings
+        (ELECTRA's ``embedding_size`` != ``hidden_size``) the projection that lifts them to the hidden width."""
+        project = getattr(self.base, "embeddings_project", None)
+        return self.embeddings if project is None else project
+
+    @property
+    def factorised(self) -> bool:
+        """Whether the embeddings are narrower than the hidden width and projected (ELECTRA-small's layout)."""
+        return getattr(self.base, "embeddings_project", None) is not None
+
+    @property
     def num_layers(self) -> int:
         return len(self.layers)
 

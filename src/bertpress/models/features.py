@@ -1,6 +1,6 @@
 """Capture the intermediate outputs an objective needs, with forward hooks, from unmodified HF models.
 
-Hidden states come from hooks on the embedding block and on each layer; attention is captured as the raw
+Hidden states come from hooks on the embedding block (its projection when factorised) and on each layer; attention is captured as the raw
 query/key/value projections of the layers that need it, so the model itself keeps its fast fused attention (SDPA)
 and attention scores are materialised only for those layers (see :mod:`bertpress.objectives.losses`).
 A tap on the teacher runs only as many layers as the deepest feature it reads.
@@ -79,7 +79,7 @@ class FeatureTap:
         self._feats = Features()
         self._handles = []
         if 0 in request.hidden:
-            self._hook(parts.embeddings, "hidden", 0)
+            self._hook(parts.embedding_output, "hidden", 0)
         for i in request.hidden - {0}:
             self._hook(parts.layers[i - 1], "hidden", i)
         for slot, name in enumerate(("query", "key", "value")):

@@ -48,7 +48,10 @@ def student_config(teacher_config: PretrainedConfig, shape: StudentShape) -> Pre
     cfg.num_attention_heads = heads
     cfg.intermediate_size = ffn
     if hasattr(cfg, "embedding_size"):
-        cfg.embedding_size = hidden
+        # factorised embeddings (ELECTRA-small: embedding_size != hidden_size) keep the teacher's embedding size,
+        # so the embeddings copy as they are and a projection lifts them to the student's width
+        factorised = teacher_config.embedding_size != teacher_config.hidden_size
+        cfg.embedding_size = teacher_config.embedding_size if factorised else hidden
     cfg.architectures = None
     cfg._name_or_path = ""
     return cfg

@@ -123,8 +123,10 @@ class Distiller:
         total = self.cfg.max_steps * self.cfg.grad_accum * n_proc
         sampler = ResumableBatchSampler(len(self.corpus.train_index), self.cfg.batch_size, self.seed,
                                         start=start_micro * n_proc, total=total)
+        # a generator of its own: starting an iterator draws a base seed, which must not advance the global RNG
+        # (dropout's), or a resumed run (restored RNG, then a new iterator) would drop out different units
         loader = DataLoader(BlockDataset(self.corpus.blocks, self.corpus.train_index), batch_sampler=sampler,
-                            num_workers=self.cfg.num_workers, pin_memory=self.acc.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(self.seed), num_workers=self.cfg.num_workers, pin_memory=self.acc.device.type == "cuda",
                             persistent_workers=False, prefetch_factor=4 if self.cfg.num_workers else None)
         return self.acc.prepare_data_loader(loader, device_placement=True)
 
