@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import copy
 import re
 from pathlib import Path
@@ -61,6 +62,17 @@ class StudentSpec(_Strict):
         _validate_options(INITIALISERS, self.init, self.init_args, "student.init_args")
         return self
 
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> StudentSpec:
+        # checkable without the teacher when the recipe gives both (else distill checks the resolved shape)
+        if self.hidden_size and self.num_heads and self.hidden_size % self.num_heads:
+            near = sorted(sorted((d for d in range(1, self.hidden_size + 1) if self.hidden_size % d == 0),
+                                 key=lambda d: (abs(d - self.num_heads), d))[:3])
+            raise ValueError(f"student.hidden_size {self.hidden_size} is not divisible by student.num_heads "
+                             f"{self.num_heads}: use a head count that divides the width, e.g. "
+                             f"{', '.join(map(str, near))}")
+        return self
+
 
 class HubDataset(_Strict):
     dataset: str = Field(description="HF datasets name (e.g. wikitext) or a local dataset directory")
@@ -72,13 +84,23 @@ class HubDataset(_Strict):
 class DataSpec(_Strict):
     sources: list[str | HubDataset] = Field(
         min_length=1, description="text/JSONL files or globs (.gz ok), dataset directories, or hub datasets")
-    text_field: str = Field("text", description="JSONL field holding the text")
+    text_field: str = Field("text", description="JSONL field (or saved dataset column) holding the text")
+    encoding: str = Field("utf-8", description="encoding of text files (lines that do not decode are skipped)")
     block_size: int = Field(128, ge=8, le=8192, description="tokens per packed training block")
     validation_fraction: float = Field(0.01, gt=0, lt=0.5, description="share of blocks held out for validation")
     max_validation_blocks: int = Field(256, gt=0, description="cap on held-out blocks")
     max_blocks: int | None = Field(None, gt=1, description="use at most this many packed blocks (a corpus sample)")
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="masking rate when an MLM loss is used")
     cache_dir: str | None = Field(None, description="tokenised-corpus cache (default $BERTPRESS_CACHE or ~/.cache)")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r}: use a Python codec name such as utf-8, latin-1 or cp1252") from None
+        return v
 
 
 class ObjectiveSpec(BaseModel):
@@ -235,14 +257,16 @@ def _merged_errors(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return out
 
 
-def format_errors(e: ValidationError, source: str = "recipe") -> str:
-    """One line per invalid field: ``<source>: <field.path>: <problem>: <fix>``."""
+def format_errors(e: ValidationError, source: str = "recipe", overrides: dict[str, str] | None = None) -> str:
+    """One line per invalid field: ``<source>: <field.path>: <problem>: <fix>``; a field set by an override is
+    blamed on it (``--set train.lr=abc: ...``), not on the recipe file."""
     lines = []
     for loc, text in _merged_errors(e.errors()):
+        where = f"--set {overrides[loc]}" if overrides and loc in overrides else source
         if loc and text.startswith(f"{loc}."):
-            lines.append(f"{source}: {text}")
+            lines.append(f"{where}: {text}")
         else:
-            lines.append(f"{source}: {loc or '(top level)'}: {text}")
+            lines.append(f"{where}: {loc or '(top level)'}: {text}")
     return "\n".join(dict.fromkeys(lines))
 
 
@@ -269,13 +293,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def recipe_from_dict(data: Any, overrides: list[str] | None = None, source: str = "recipe") -> Recipe:
     """Validate a recipe dict (after applying ``overrides``); errors become one line per field."""
+    if data is None:
+        raise BertpressError(f"{source}: the recipe is empty: write its sections as YAML (teacher, student, data, "
+                             "objective, train; see recipes/)")
     if not isinstance(data, dict):
         raise BertpressError(f"{source}: expected a mapping of sections (teacher, student, data, ...), got "
                              f"{type(data).__name__}: write the recipe as YAML key: value pairs")
     try:
         return Recipe.model_validate(apply_overrides(data, overrides or []))
     except ValidationError as e:
-        raise BertpressError(format_errors(e, source)) from None
+        by_key = {".".join(parse_override(o)[0]): o for o in overrides or []}
+        raise BertpressError(format_errors(e, source, by_key)) from None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -5,6 +5,7 @@ Every case has a row in the "Downstream evaluation" section of docs/errors.md (c
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -144,6 +145,40 @@ def _(env):
 def _(env):
     args = env.args()
     return [f"m={args[0]}", f"m={args[0]}", *args[1:]], r"two models share the label 'm': name them with LABEL=DIR"
+
+
+@case("truncated .gz task file")
+def _(env):
+    rows = RTE_HEADER + "".join(f"{i}\tthe city was new\tthe river\tentailment\n" for i in range(3000))
+    data = env.data("glue/RTE/train.tsv", "")
+    (data / "glue" / "RTE" / "train.tsv").unlink()
+    packed = gzip.compress(rows.encode())
+    (data / "glue" / "RTE" / "train.tsv.gz").write_bytes(packed[:len(packed) // 2])
+    return env.args("--glue-source", "tsv", data=data), r"train\.tsv\.gz: cannot read \(Compressed file ended"
+
+
+@case("task file not in UTF-8")
+def _(env):
+    data = env.data("glue/RTE/dev.tsv", "")
+    (data / "glue" / "RTE" / "dev.tsv").write_bytes((RTE_HEADER + "0\tcafé\tthe city\tentailment\n").encode("latin-1"))
+    return env.args(data=data), r"glue/RTE/dev\.tsv:2: not UTF-8 text: re-save the file as UTF-8"
+
+
+@case("empty task file")
+def _(env):
+    data = env.data("glue/RTE/dev.tsv", "")
+    return env.args(data=data), r"glue/RTE/dev\.tsv: empty file: use the original GLUE RTE TSV"
+
+
+@case("truncated model weights")
+def _(env):
+    model = env.root / "partial"
+    shutil.copytree(env.model, model)
+    weights = (model / "model.safetensors").read_bytes()
+    (model / "model.safetensors").write_bytes(weights[:len(weights) // 2])
+    args = env.args()
+    args[0] = str(model)
+    return args, r"cannot load weights of '.*partial': model\.safetensors is damaged .*re-download or re-save"
 
 
 @pytest.mark.parametrize("name", list(CASES))

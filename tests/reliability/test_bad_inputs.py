@@ -7,6 +7,7 @@ import gzip
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -176,12 +177,180 @@ def _(env):
     return [env.recipe(), "--resume"], r"nothing to resume"
 
 
+def _gz(text: bytes, keep: float = 1.0) -> bytes:
+    data = gzip.compress(text)
+    return data[:int(len(data) * keep)]
+
+
+@case("truncated .gz corpus file")
+def _(env):
+    # a partial download: the gzip stream ends early, well past the first 8 KiB of text
+    (env.root / "wiki.txt.gz").write_bytes(_gz(env.corpus.read_bytes() * 20, keep=0.5))
+    return [env.recipe(data={"sources": [str(env.root / "wiki.txt.gz")]})], \
+        r"wiki\.txt\.gz: truncated or corrupt gzip file \(EOFError.*re-download or re-create it"
+
+
+@case("truncated .gz JSONL corpus file")
+def _(env):
+    records = b"".join(b'{"text": "the city was new and the river was small"}\n' for _ in range(3000))
+    (env.root / "c.jsonl.gz").write_bytes(_gz(records, keep=0.5))
+    return [env.recipe(data={"sources": [str(env.root / "c.jsonl.gz")]})], r"c\.jsonl\.gz: truncated or corrupt gzip"
+
+
+@case(".gz corpus file that is not gzip")
+def _(env):
+    (env.root / "plain.txt.gz").write_bytes(b"the city was new\n" * 50)
+    return [env.recipe(data={"sources": [str(env.root / "plain.txt.gz")]})], \
+        r"plain\.txt\.gz: truncated or corrupt gzip file \(BadGzipFile"
+
+
+@case("empty .gz corpus file")
+def _(env):
+    (env.root / "empty.txt.gz").write_bytes(gzip.compress(b""))
+    return [env.recipe(data={"sources": [str(env.root / "empty.txt.gz")]})], r"the corpus is empty \(0 text lines"
+
+
+@case("corpus in another encoding")
+def _(env):
+    text = "".join(f"café {line}\n" for line in env.corpus.read_text().splitlines() if line)
+    (env.root / "latin1.txt").write_bytes(text.encode("latin-1"))
+    return [env.recipe(data={"sources": [str(env.root / "latin1.txt")]})], \
+        r"the corpus is empty: 0 text lines read and \d+ skipped as not utf-8: set data.encoding"
+
+
+@case("unknown corpus encoding")
+def _(env):
+    return [env.recipe(data={"encoding": "latin-9x"})], r"data.encoding: unknown encoding 'latin-9x'"
+
+
+@case("ASCII-only PDF among corpus files")
+def _(env):
+    (env.root / "paper.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n" * 40)
+    return [env.recipe(data={"sources": [str(env.root / "paper.pdf")]})], r"every corpus file was skipped"
+
+
+@case("saved dataset without the text column")
+def _(env):
+    import datasets
+
+    datasets.Dataset.from_dict({"body": ["the city"] * 4}).save_to_disk(str(env.root / "ds"))
+    return [env.recipe(data={"sources": [str(env.root / "ds")]})], r"dataset '.*ds' has no column 'text' \(columns: body\): set data.text_field"
+
+
+@case("truncated teacher weights")
+def _(env):
+    broken = env.root / "partial"
+    shutil.copytree(env.mlm, broken)
+    weights = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(weights[:len(weights) // 2])
+    return [env.recipe(teacher={"name_or_path": str(broken)})], r"cannot load teacher weights .*re-download"
+
+
+@case("output directory on a virtual file system")
+def _(env):
+    return [env.recipe(output_dir="/proc/bertpress-run")], r"is on a virtual file system .*choose a directory on a disk"
+
+
+@case("bad --set value")
+def _(env):
+    return [env.recipe(), "--set", "train.lr=abc"], r"error: --set train.lr=abc: train.lr: Input should be a valid number"
+
+
+@case("empty recipe file")
+def _(env):
+    (env.root / "empty.yaml").write_text("# nothing yet\n")
+    return [env.root / "empty.yaml"], r"empty.yaml: the recipe is empty: write its sections"
+
+
+@case("heads that do not divide the width")
+def _(env):
+    return [env.recipe(student={"hidden_size": 32, "num_heads": 5})], \
+        r"student.hidden_size 32 is not divisible by student.num_heads 5"
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, env, capsys):
     args, pattern = CASES[name](env)
     code = main(["distill", *map(str, args)])
     assert_one_line_error(code, capsys.readouterr().err, pattern)
     assert not env.out.exists(), "a rejected run writes no output"
+
+
+@pytest.mark.parametrize("name", ["heads that do not divide the width", "bad --set value", "empty recipe file"])
+def test_recipe_check_rejects_what_distill_rejects(name, env, capsys):
+    """``bertpress recipe check`` finds every recipe-only mistake ``distill`` would (no teacher needed)."""
+    args, pattern = CASES[name](env)
+    code = main(["recipe", "check", *map(str, args)])
+    assert_one_line_error(code, capsys.readouterr().err, pattern)
+
+
+def test_failed_setup_leaves_no_output(env, monkeypatch):
+    """A run whose set-up fails after the output directory was opened leaves the disk as it was: no recipe.yaml
+    that would make a corrected re-run "already hold a run", and a run being replaced is put back."""
+    from bertpress.train import run
+
+    def broken(*a, **kw):
+        raise RuntimeError("set-up failed")
+
+    recipe = env.recipe()
+    with monkeypatch.context() as m:
+        m.setattr(run, "Distiller", broken)
+        with pytest.raises(RuntimeError):
+            run.distill(recipe)
+    assert not env.out.exists()
+    assert main(["distill", str(recipe)]) == 0, "the corrected re-run is not refused"
+    before = {p.name: p.read_bytes() for p in env.out.iterdir() if p.is_file()}
+    with monkeypatch.context() as m:
+        m.setattr(run, "Distiller", broken)
+        with pytest.raises(RuntimeError):
+            run.distill(recipe, overwrite=True)
+    assert {p.name: p.read_bytes() for p in env.out.iterdir() if p.is_file()} == before, "the old run is back"
+    assert not list(env.root.glob(".out.replaced")), "no backup left behind"
+
+
+def test_saved_dataset_directory_as_a_path_source(env):
+    """A ``datasets`` directory named by a plain path string (as documented) is read as a dataset."""
+    import datasets
+
+    from bertpress.data.corpus import load_corpus
+    from bertpress.recipe import DataSpec
+
+    lines = [x for x in env.corpus.read_text().splitlines() if x]
+    datasets.Dataset.from_dict({"text": lines}).save_to_disk(str(env.root / "ds"))
+    as_path = load_corpus(DataSpec(sources=[str(env.root / "ds")], block_size=32, cache_dir=str(env.root / "c1")),
+                          tiny_tokenizer())
+    as_spec = load_corpus(DataSpec(sources=[{"dataset": str(env.root / "ds")}], block_size=32,
+                                   cache_dir=str(env.root / "c2")), tiny_tokenizer())
+    assert as_path.meta["lines"] == len(lines)
+    assert np.array_equal(np.asarray(as_path.blocks), np.asarray(as_spec.blocks))
+
+
+def test_other_encoding_read_with_data_encoding(env):
+    from bertpress.data.corpus import load_corpus
+    from bertpress.recipe import DataSpec
+
+    text = env.corpus.read_text().replace("the ", "thé ")
+    (env.root / "latin1.txt").write_bytes(text.encode("latin-1"))
+    (env.root / "utf8.txt").write_text(text)
+    latin = load_corpus(DataSpec(sources=[str(env.root / "latin1.txt")], block_size=32, encoding="latin-1",
+                                 cache_dir=str(env.root / "c")), tiny_tokenizer())
+    utf8 = load_corpus(DataSpec(sources=[str(env.root / "utf8.txt")], block_size=32,
+                                cache_dir=str(env.root / "c")), tiny_tokenizer())
+    assert latin.meta["skipped_lines"] == 0 and latin.meta["key"] != utf8.meta["key"]
+    assert np.array_equal(np.asarray(latin.blocks), np.asarray(utf8.blocks))
+
+
+def test_repeated_or_decreasing_mapping_is_allowed_and_logged(env, caplog):
+    from bertpress.objectives.mapping import resolve_mapping
+
+    with caplog.at_level("WARNING"):
+        assert resolve_mapping("explicit", 2, 4, [2, 2]) == [2, 2]
+        assert resolve_mapping("explicit", 2, 4, [4, 2]) == [4, 2]
+        assert resolve_mapping("explicit", 2, 4, [1, 3]) == [1, 3]
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 2
+    assert "[2, 2] repeats teacher layer 2: allowed" in notes[0]
+    assert "[4, 2] goes down" in notes[1]
 
 
 def test_existing_other_run_refused_unless_flag(env, capsys):

@@ -74,19 +74,23 @@ def _source_identity(source: Any) -> Any:
     return source.model_dump()
 
 
-def cache_key(sources: list[Any], tokenizer, block_size: int, text_field: str) -> str:
+def cache_key(sources: list[Any], tokenizer, block_size: int, text_field: str, encoding: str = "utf-8") -> str:
     ident = {"v": CACHE_VERSION, "sources": [_source_identity(s) for s in sources], "text_field": text_field,
              "tokenizer": tokenizer_fingerprint(tokenizer), "block_size": block_size}
+    if encoding != "utf-8":  # (absent for the default, so caches made before the option stay valid)
+        ident["encoding"] = encoding
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def iter_segments(sources: list[Any], text_field: str, stats: ReadStats) -> Iterator[str | None]:
+def iter_segments(sources: list[Any], text_field: str, stats: ReadStats, encoding: str = "utf-8"
+                  ) -> Iterator[str | None]:
     for source in sources:
         if isinstance(source, str):
-            yield from read_files(source, text_field, stats)
+            yield from read_files(source, text_field, stats, encoding)
         else:
             ds = load_hf_dataset(source.dataset, source.config, source.split)
-            yield from read_dataset(ds, source.text_field, stats)
+            yield from read_dataset(ds, source.text_field, stats, name=source.dataset,
+                                    setting=f"text_field of data source {source.dataset!r}")
 
 
 def _batched(segments: Iterator[str | None], size: int) -> Iterator[list[str | None]]:
@@ -131,11 +135,12 @@ def tokenize_segments(segments: Iterator[str | None], tokenizer, sep_id: int) ->
                     last_was_sep = False
 
 
-def build_blocks(sources: list[Any], tokenizer, block_size: int, text_field: str) -> tuple[np.ndarray, ReadStats]:
+def build_blocks(sources: list[Any], tokenizer, block_size: int, text_field: str, encoding: str = "utf-8"
+                 ) -> tuple[np.ndarray, ReadStats]:
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise BertpressError("the tokenizer has no CLS/SEP tokens: use a BERT-family tokenizer")
     stats = ReadStats()
-    segments = tqdm(iter_segments(sources, text_field, stats), desc="tokenising", unit=" lines", mininterval=2)
+    segments = tqdm(iter_segments(sources, text_field, stats, encoding), desc="tokenising", unit=" lines", mininterval=2)
     blocks = pack(tokenize_segments(segments, tokenizer, tokenizer.sep_token_id), block_size,
                   tokenizer.cls_token_id, tokenizer.sep_token_id)
     if stats.files == 0 and stats.skipped_files and not any(not isinstance(s, str) for s in sources):
@@ -164,15 +169,19 @@ def split_indices(index: np.ndarray, fraction: float, max_valid: int, block_size
 def load_corpus(data, tokenizer, *, seed: int = 0, cache_dir: str | Path | None = None) -> PackedCorpus:
     """Tokenised, packed, cached and split corpus for a recipe's ``data`` section."""
     cache = Path(cache_dir or data.cache_dir or default_cache_dir()) / "corpus"
-    key = cache_key(data.sources, tokenizer, data.block_size, data.text_field)
+    key = cache_key(data.sources, tokenizer, data.block_size, data.text_field, data.encoding)
     npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
     if npy.is_file() and meta_path.is_file():
         blocks = np.load(npy, mmap_mode="r")
         meta = json.loads(meta_path.read_text())
         log.info("corpus: %d blocks from cache %s", len(blocks), npy)
     else:
-        blocks, stats = build_blocks(data.sources, tokenizer, data.block_size, data.text_field)
+        blocks, stats = build_blocks(data.sources, tokenizer, data.block_size, data.text_field, data.encoding)
         if len(blocks) == 0:
+            if stats.skipped_lines:
+                raise BertpressError(
+                    f"the corpus is empty: {stats.lines} text lines read and {stats.skipped_lines} skipped as not "
+                    f"{data.encoding}: set data.encoding to the files' encoding (e.g. latin-1, cp1252)")
             raise BertpressError(
                 f"the corpus is empty ({stats.lines} text lines read, {len(stats.skipped_files)} files skipped): "
                 "point data.sources at non-empty text"
@@ -185,8 +194,8 @@ def load_corpus(data, tokenizer, *, seed: int = 0, cache_dir: str | Path | None 
         atomic_write_bytes(npy, buf)
         atomic_write_json(meta_path, meta)
         if stats.skipped_files or stats.skipped_lines:
-            log.warning("corpus: skipped %d binary files and %d non-UTF-8 lines",
-                        len(stats.skipped_files), stats.skipped_lines)
+            log.warning("corpus: skipped %d binary files and %d lines not in %s (set data.encoding if the text is "
+                        "in another encoding)", len(stats.skipped_files), stats.skipped_lines, data.encoding)
         log.info("corpus: %d blocks of %d tokens (cached at %s)", len(blocks), data.block_size, npy)
     index = np.arange(len(blocks))
     if data.max_blocks is not None and data.max_blocks < len(blocks):

@@ -52,7 +52,11 @@ def load_model(model_dir: Path, auto_class: type, **config: Any) -> nn.Module:
     """A task model on top of the encoder in ``model_dir``; only the task head (and pooler) may be new."""
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    model, info = auto_class.from_pretrained(model_dir, output_loading_info=True, **config)
+    try:
+        model, info = auto_class.from_pretrained(model_dir, output_loading_info=True, **config)
+    except (OSError, ValueError, RuntimeError) as e:  # damaged or mismatched weights
+        raise BertpressError(f"cannot load {model_dir} ({type(e).__name__}: {str(e).splitlines()[0][:160]}): "
+                             "re-download or re-save the model") from None
     prefix = f"{model.base_model_prefix}."
     lost = sorted(k for k in info["missing_keys"] if k.startswith(prefix) and ".pooler." not in k)
     if lost:

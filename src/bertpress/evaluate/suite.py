@@ -25,7 +25,7 @@ from bertpress.evaluate.ner import NerRunner
 from bertpress.evaluate.qa import SquadRunner
 from bertpress.evaluate.settings import FinetuneSettings
 from bertpress.evaluate.tasks import TaskData
-from bertpress.models.teacher import resolve_teacher
+from bertpress.models.teacher import check_weight_files, resolve_teacher
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def model_spec(text: str) -> ModelSpec:
     if not (resolved / "config.json").is_file():
         raise BertpressError(f"model {path!r} has no config.json: give a directory written by save_pretrained "
                              "(or packaged:all-MiniLM-L6-v2)")
+    check_weight_files(resolved, path)
     return ModelSpec(label or (path.removeprefix("packaged:") if path.startswith("packaged:") else resolved.name),
                      resolved)
 

@@ -56,6 +56,28 @@ class Teacher:
                 f"{c.num_attention_heads} heads, {head}")
 
 
+def check_weight_files(model_dir: Path, name: str) -> None:
+    """Refuse a model directory whose weight files are damaged (e.g. a partial download), reading only their
+    headers: one line naming the file, before any work starts."""
+    import zipfile
+
+    from safetensors import SafetensorError, safe_open
+
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise BertpressError(f"cannot load weights of {name!r}: {f.name} is damaged ({str(e).splitlines()[0][:120]}): "
+                                 "re-download or re-save the model") from None
+    for f in sorted(Path(model_dir).glob("*.bin")):
+        try:
+            zipfile.ZipFile(f).close()
+        except (zipfile.BadZipFile, OSError) as e:
+            raise BertpressError(f"cannot load weights of {name!r}: {f.name} is damaged ({e}): "
+                                 "re-download or re-save the model") from None
+
+
 def _head_loaded(missing: set[str]) -> bool:
     """The MLM head counts as present when nothing but the tied decoder weights is missing."""
     return not [k for k in missing if not k.endswith(("decoder.weight", "decoder.bias"))]

@@ -6,10 +6,14 @@ A mapping is a list ``m`` of length ``L_s`` where student layer ``i`` (1-based) 
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Callable
 
 from bertpress.errors import BertpressError
 from bertpress.registry import Registry
+
+log = logging.getLogger(__name__)
 
 MAPPINGS: Registry[Callable[[int, int], list[int]]] = Registry("mapping strategy")
 
@@ -36,6 +40,17 @@ def skip(student_layers: int, teacher_layers: int) -> list[int]:
 def first(student_layers: int, teacher_layers: int) -> list[int]:
     """The teacher's bottom ``L_s`` layers (TinyBERT's "bottom" strategy); e.g. 6→3: 1, 2, 3."""
     return list(range(1, student_layers + 1))
+
+
+def non_monotone_note(mapping: list[int]) -> str | None:
+    """What is unusual about a mapping that is not strictly increasing (``None`` when it is)."""
+    notes = []
+    repeated = sorted({x for x in mapping if mapping.count(x) > 1})
+    if repeated:
+        notes.append(f"repeats teacher layer{'s' if len(repeated) > 1 else ''} {', '.join(map(str, repeated))}")
+    if any(b < a for a, b in itertools.pairwise(mapping)):
+        notes.append("goes down (a higher student layer learns a lower teacher layer)")
+    return " and ".join(notes) or None
 
 
 def validate_mapping(mapping: list[int], student_layers: int, teacher_layers: int) -> list[int]:
@@ -65,5 +80,10 @@ def resolve_mapping(strategy: str, student_layers: int, teacher_layers: int,
     if strategy == "explicit":
         if layers is None:
             raise BertpressError("mapping.strategy 'explicit' needs mapping.layers: list one teacher layer per student layer")
-        return validate_mapping(layers, student_layers, teacher_layers)
+        mapping = validate_mapping(layers, student_layers, teacher_layers)
+        note = non_monotone_note(mapping)
+        if note:
+            log.warning("mapping.layers %s %s: allowed (several student layers may learn one teacher layer, or in "
+                        "another order), but check it is what you meant", mapping, note)
+        return mapping
     return validate_mapping(MAPPINGS.get(strategy).fn(student_layers, teacher_layers), student_layers, teacher_layers)

@@ -107,12 +107,19 @@ class InlineRunner:
         pass
 
 
+def _exit_on_sigterm(_signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
+
+
 def _worker_main(conn: Connection, threads: int) -> None:
     """A worker process: evaluate the tasks that arrive on ``conn`` until ``None`` or the pipe closes."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search process's to handle
+    # stopped with SIGTERM: exit through Python, so multiprocessing finalisers release what the worker holds
+    # (e.g. tqdm's lock semaphore), instead of "leaked semaphore objects" warnings after the search's Ctrl-C
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     while True:
         try:
             task = conn.recv()
@@ -138,6 +145,10 @@ class _Worker:
         self.conn.send(task)
 
     def kill(self) -> None:
+        """Stop the worker: SIGTERM (a clean exit), then SIGKILL if it has not gone within 2 s."""
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(2)
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,10 @@ def check_output_dir(path: Path, recipe: dict[str, Any], *, resume: bool, overwr
         raise BertpressError("--resume and --overwrite contradict each other: pass only one")
     if path.exists() and not path.is_dir():
         raise BertpressError(f"output_dir {str(path)!r} is a file: choose a directory path")
+    where = existing_ancestor(path)
+    if shutil.disk_usage(where).total == 0:
+        raise BertpressError(f"output_dir {str(path)!r} is on a virtual file system ({where} has no disk space, "
+                             "like /proc and /sys): choose a directory on a disk")
     if path.is_dir() and any(path.iterdir()):
         if not is_run_dir(path):
             raise BertpressError(
@@ -61,11 +67,37 @@ def check_output_dir(path: Path, recipe: dict[str, Any], *, resume: bool, overwr
         raise BertpressError(f"nothing to resume in {str(path)!r}: run without --resume to start")
 
 
-def open_output_dir(path: Path, *, overwrite: bool) -> None:
-    """After every check passed: clear a previous run (``overwrite``) and create the directory."""
+@contextmanager
+def opened_output_dir(path: Path, *, overwrite: bool, resume: bool, enabled: bool = True) -> Iterator[None]:
+    """After every check passed: create the directory (with ``overwrite``, replacing a previous run) for the body
+    of the ``with``, which sets the run up. If the set-up fails, the disk is left as it was before: what was created
+    is removed and a replaced run is put back, so a corrected re-run is not refused as "already holds a run".
+
+    ``resume`` uses the directory as it is; ``enabled`` is false on every process but the main one.
+    """
+    if resume or not enabled:
+        yield
+        return
+    backup = None
     if overwrite and path.is_dir() and is_run_dir(path):
-        shutil.rmtree(path)
+        backup = path.with_name(f".{path.name}.replaced")
+        shutil.rmtree(backup, ignore_errors=True)
+        os.replace(path, backup)
+    existed = path.is_dir()  # then it is empty (check_output_dir)
     path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if existed:
+            for child in path.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        if backup is not None:
+            os.replace(backup, path)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
 
 
 def check_resumable(path: Path, recipe: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from bertpress.models.teacher import Teacher, load_teacher
 from bertpress.objectives import ObjectiveContext, build_objective, resolve_mapping
 from bertpress.recipe import Recipe, load_recipe, recipe_from_dict
 from bertpress.train.distiller import Distiller
-from bertpress.train.output import check_output_dir, open_output_dir, publish_student
+from bertpress.train.output import check_output_dir, opened_output_dir, publish_student
 from bertpress.train.preflight import check_corpus_and_disk, check_setup
 
 log = logging.getLogger(__name__)
@@ -120,15 +120,15 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
         corpus = load_corpus(recipe.data, tokenizer, seed=recipe.seed)
     check_corpus_and_disk(recipe, corpus, out, acc.num_processes, count_parameters(student))
     acc.wait_for_everyone()
-    if acc.is_main_process:
-        open_output_dir(out, overwrite=overwrite)
-        atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
-    acc.wait_for_everyone()
-    sample = _sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
-    plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
-    distiller = Distiller(teacher=teacher, student=student, objective=objective, corpus=corpus, tokenizer=tokenizer,
-                          train=recipe.train, seed=recipe.seed, out_dir=out,
-                          mlm_probability=recipe.data.mlm_probability, accelerator=acc)
+    with opened_output_dir(out, overwrite=overwrite, resume=resume, enabled=acc.is_main_process):
+        if acc.is_main_process:
+            atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
+        acc.wait_for_everyone()
+        sample = _sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
+        plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
+        distiller = Distiller(teacher=teacher, student=student, objective=objective, corpus=corpus,
+                              tokenizer=tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
+                              mlm_probability=recipe.data.mlm_probability, accelerator=acc)
     result = distiller.run(resume=resume, stop_after=stop_after)
     final_student = distiller.student()
     summary = {
