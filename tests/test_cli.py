@@ -38,6 +38,6 @@ def test_distill_end_to_end_and_errors(tmp_path, tiny_teacher_bare, tiny_corpus)
 
     bad = bertpress("distill", recipe, "--set", "train.lr=-1", "--output-dir", tmp_path / "other")
     assert bad.returncode == 2
-    assert bad.stderr.strip() == (f"bertpress: error: --set train.lr=-1: train.lr: Input should be greater than 0 "
+    assert bad.stderr.strip() == ("bertpress: error: --set train.lr=-1: train.lr: Input should be greater than 0 "
                                   "(got -1): use a larger value")
     assert not (tmp_path / "other").exists(), "a rejected recipe writes nothing"

@@ -16,9 +16,12 @@ from transformers import AutoModel
 from bertpress.atomic import atomic_write_json, atomic_write_text
 from bertpress.data.builtin_text import write_builtin_corpus
 from bertpress.data.corpus import load_corpus
+from bertpress.errors import BertpressError
 from bertpress.evaluate.agreement import representation_agreement
 from bertpress.evaluate.latency import footprint, measure_latency
+from bertpress.evaluate.zeroshot import sts_zeroshot
 from bertpress.init import InitContext, initialise
+from bertpress.models.pooling import model_pooling
 from bertpress.models.student import StudentShape, build_student, student_config
 from bertpress.models.teacher import PACKAGED_TEACHER, load_teacher
 from bertpress.recipe import recipe_from_dict
@@ -52,9 +55,26 @@ def _footprint(model_dir: Path) -> dict[str, float]:
     return {"parameters": f["parameters"], "disk_mb": f["size_mb"]}
 
 
+def _sts_pairs(limit: int):
+    """Up to ``limit`` STS-B dev pairs and gold scores from the data directory, ``None`` when it has none."""
+    if limit <= 0:
+        return None
+    try:
+        from bertpress.data.tasks.files import resolve_data_dir
+        from bertpress.evaluate.tasks import load_task
+
+        dev = load_task("stsb-zeroshot", resolve_data_dir(None), "tsv").dev["dev"][:limit]
+    except BertpressError:
+        return None
+    return [(e.text_a, e.text_b or "") for e in dev], [float(e.label) for e in dev]
+
+
 def run_quickstart(out_dir: Path, *, corpus: list[str] | None = None, steps: int = 120,
-                   batch_size: int = 16, lr: float = 1e-4) -> dict[str, Any]:
-    """Distil, measure and summarise; returns the summary (also written as ``summary.json``/``summary.md``)."""
+                   batch_size: int = 16, lr: float = 1e-4, sts_pairs: int = 1500) -> dict[str, Any]:
+    """Distil, measure and summarise; returns the summary (also written as ``summary.json``/``summary.md``).
+
+    With STS-B in the data directory (``$BERTPRESS_DATA``), the summary adds zero-shot STS-B (Spearman of pooled
+    embedding cosines on ``sts_pairs`` dev pairs, the teacher's pooling) for teacher and student, before and after."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = corpus or [str(write_builtin_corpus(out_dir / "corpus" / "stdlib-docstrings.txt"))]
@@ -66,10 +86,17 @@ def run_quickstart(out_dir: Path, *, corpus: list[str] | None = None, steps: int
     initial = build_student(student_config(teacher.model.config, StudentShape(num_layers=3)), mlm_head=False)
     initialise("select", InitContext(teacher, initial, recipe.seed))
     before = representation_agreement(teacher.model, initial, held_out)
+    sts, pooling = _sts_pairs(sts_pairs), model_pooling(Path(teacher.model.name_or_path))[0]
+
+    def zero_shot(model) -> float | None:
+        return None if sts is None else sts_zeroshot(model, teacher.tokenizer, *sts, pooling=pooling)["score"]
+
+    zs_teacher, zs_before = zero_shot(teacher.model), zero_shot(initial)
 
     result = distill(recipe)
     student = AutoModel.from_pretrained(result.output_dir)
     after = representation_agreement(teacher.model, student, held_out)
+    zs_after = zero_shot(student)
 
     teacher_dir = Path(teacher.model.name_or_path)
     lat_t, lat_s = (m["1"]["median_ms"] for m in measure_latency([teacher_dir, result.output_dir], batch_sizes=(1,),
@@ -87,6 +114,8 @@ def run_quickstart(out_dir: Path, *, corpus: list[str] | None = None, steps: int
         "train_loss": {"start": train[0]["loss"], "end": train[-1]["loss"]},
         "agreement_before": before,
         "agreement_after": after,
+        "sts_zeroshot": None if sts is None else {"teacher": zs_teacher, "before": zs_before, "after": zs_after,
+                                                  "pairs": len(sts[0]), "pooling": pooling},
         "steps": result.summary["steps"],
         "tokens_seen": result.summary["tokens_seen"],
         "tokens_per_s": sum(r["tokens_per_s"] for r in train) / len(train),
@@ -113,6 +142,10 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("agreement: token cosine", "1.000", f"{b['token_cosine']:.3f} -> {a['token_cosine']:.3f}", "before -> after"),
         ("agreement: sentence cosine", "1.000", f"{b['sentence_cosine']:.3f} -> {a['sentence_cosine']:.3f}",
          "before -> after"),
+        *([] if not s.get("sts_zeroshot") else [(
+            "STS-B zero-shot (Spearman x100)", f"{s['sts_zeroshot']['teacher']:.1f}",
+            f"{s['sts_zeroshot']['before']:.1f} -> {s['sts_zeroshot']['after']:.1f}",
+            f"before -> after; {s['sts_zeroshot']['pairs']} dev pairs, {s['sts_zeroshot']['pooling']} pooling")]),
     ]
 
 

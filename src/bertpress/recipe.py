@@ -128,7 +128,8 @@ class ObjectiveSpec(BaseModel):
 
 class MappingSpec(_Strict):
     strategy: str = Field("uniform", description="uniform, last, skip, first, or explicit")
-    layers: list[int] | None = Field(None, description="explicit mapping: teacher layer (1-based) per student layer")
+    layers: list[int] | None = Field(None, description="explicit mapping: teacher layer (1-based) per student layer "
+                                     "(repeated or decreasing layers are allowed, with a warning in the log)")
 
     @field_validator("strategy")
     @classmethod

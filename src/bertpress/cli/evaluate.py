@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", metavar="MODEL",
                    help="teacher to compare against (a directory, LABEL=DIR or packaged:all-MiniLM-L6-v2)")
     p.add_argument("--tasks", help=f"comma-separated tasks: cola sst2 mrpc qqp stsb mnli qnli rte wnli (or glue), "
-                                   f"squad, squad2, conll2003 (default {DEFAULT_TASKS}; with --proxy sst2,stsb,conll2003)")
+                                   f"squad, squad2, conll2003, stsb-zeroshot (embedding similarity without "
+                                   f"fine-tuning; seconds) (default {DEFAULT_TASKS}; with --proxy "
+                                   f"sst2,stsb,conll2003)")
     p.add_argument("--data-dir", help="folder with glue/, squad/, conll2003/ (default $BERTPRESS_DATA or "
                                       "../shared/data beside the repository)")
     p.add_argument("--output-dir", default="runs/evaluate", help="where results.{json,md,png} go (default %(default)s)")

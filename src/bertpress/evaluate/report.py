@@ -50,10 +50,11 @@ def markdown(report: dict[str, Any]) -> str:
             head.append(f"Speed-up ({' / '.join(f'b{b}' for b in batches)})")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":--", *["--:"] * (len(head) - 1)]) + "|"]
     lines += ["| " + " | ".join(_row(m, tasks, batches)) + " |" for m in models]
-    seeds = {t["name"]: t["settings"]["seeds"] for t in tasks}
-    notes = ["", "Dev-set scores in %, fine-tuned with the same settings for every model; "
-             "mean ± sample std over seeds where a task ran several (" +
-             ", ".join(f"{t['title']}: {len(seeds[t['name']])}" for t in tasks) + "). Scores: " +
+    seeds = {t["name"]: t["settings"].get("seeds") for t in tasks}  # zero-shot tasks have none
+    notes = ["", "Dev-set scores in %, fine-tuned with the same settings for every model (zero-shot tasks: "
+             "not fine-tuned); mean ± sample std over seeds where a task ran several (" +
+             ", ".join(f"{t['title']}: {len(seeds[t['name']]) if seeds[t['name']] else 'no training'}"
+                       for t in tasks) + "). Scores: " +
              "; ".join(f"{t['title']} {t['score']}" for t in tasks) + "."]
     if setup:
         load = (f", load average {setup['load_average'][0]} before / {setup['load_average_after'][0]} after"
@@ -77,7 +78,12 @@ def details(report: dict[str, Any]) -> str:
         for metric in metrics:
             cells = [f"{m['tasks'][name]['mean'].get(metric, float('nan')):.2f}" for m in models]
             lines.append(f"| {task['title']} | {metric} | " + " | ".join(cells) + " |")
-        lines.append(f"| {task['title']} | lr | " + " | ".join(f"{m['tasks'][name]['lr']:g}" for m in models) + " |")
+        if models[0]["tasks"][name]["lr"] is not None:  # zero-shot tasks are not trained
+            lines.append(f"| {task['title']} | lr | " + " | ".join(f"{m['tasks'][name]['lr']:g}" for m in models)
+                         + " |")
+        else:
+            lines.append(f"| {task['title']} | pooling | " + " | ".join(
+                m["tasks"][name]["runs"][0].get("pooling", "?") for m in models) + " |")
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ than 10k training examples.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -58,8 +58,21 @@ class SquadSettings(FinetuneSettings):
         0.0, description="SQuAD2.0: answer 'no answer' when null score minus best span score exceeds this")
 
 
+class EmbeddingSettings(BaseModel):
+    """How a zero-shot embedding task is scored (no fine-tuning, so no learning rate, epochs or seeds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pooling: Literal["auto", "mean", "cls", "max"] = Field(
+        "auto", description="sentence pooling; auto: the model's (or its teacher's) sentence-transformers config, "
+                            "else mean")
+    max_length: int = Field(128, ge=8, description="tokens per sentence (longer ones are truncated)")
+    max_eval_examples: int | None = Field(None, ge=2, description="score only the first N dev pairs")
+    eval_batch_size: int = Field(64, ge=1)
+
+
 _SMALL = {"seeds": [1, 2, 3]}
-DEFAULTS: dict[str, FinetuneSettings] = {
+DEFAULTS: dict[str, FinetuneSettings | EmbeddingSettings] = {
     "cola": FinetuneSettings(**_SMALL),
     "sst2": FinetuneSettings(),
     "mrpc": FinetuneSettings(**_SMALL),
@@ -72,10 +85,12 @@ DEFAULTS: dict[str, FinetuneSettings] = {
     "squad": SquadSettings(epochs=2),
     "squad2": SquadSettings(epochs=2),
     "conll2003": FinetuneSettings(),
+    "stsb-zeroshot": EmbeddingSettings(),
 }
 
 
-def resolve_settings(tasks: Sequence[str], overrides: Sequence[str] = ()) -> dict[str, FinetuneSettings]:
+def resolve_settings(tasks: Sequence[str], overrides: Sequence[str] = ()
+                     ) -> dict[str, FinetuneSettings | EmbeddingSettings]:
     """Each task's defaults with ``overrides`` applied in order: ``KEY=VALUE`` sets a field on every task that has
     it, ``TASK.KEY=VALUE`` on one task; values are YAML (``seeds=[1,2]``)."""
     data = {t: DEFAULTS[t].model_dump() for t in tasks}

@@ -23,8 +23,9 @@ from bertpress.evaluate.classify import GlueRunner
 from bertpress.evaluate.finetune import load_model, seed_everything, train
 from bertpress.evaluate.ner import NerRunner
 from bertpress.evaluate.qa import SquadRunner
-from bertpress.evaluate.settings import FinetuneSettings
+from bertpress.evaluate.settings import EmbeddingSettings, FinetuneSettings
 from bertpress.evaluate.tasks import TaskData
+from bertpress.evaluate.zeroshot import EmbeddingRunner
 from bertpress.models.teacher import check_weight_files, resolve_teacher
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,10 @@ def evaluate_task(spec: ModelSpec, data: TaskData, settings: FinetuneSettings, c
         raise BertpressError(f"{spec.label} takes at most {positions} tokens but {task} uses max_length "
                              f"{settings.max_length}: lower it (--set {task}.max_length={positions})")
     tokenizer = tokenizer or AutoTokenizer.from_pretrained(spec.path)
-    runner: Runner = RUNNERS[data.info.kind](data)
     fingerprint = model_fingerprint(spec.path)
+    if data.info.kind == "embedding":
+        return _embedding_task(spec, data, settings, cache, tokenizer, fingerprint)
+    runner: Runner = RUNNERS[data.info.kind](data)
     features = None
     by_lr: dict[float, list[dict[str, Any]]] = {}
     for lr in settings.learning_rates:
@@ -122,6 +125,24 @@ def evaluate_task(spec: ModelSpec, data: TaskData, settings: FinetuneSettings, c
     best = max(grid, key=lambda lr: grid[lr])
     return {"task": task, "lr": best, "grid": {f"{lr:g}": s for lr, s in grid.items()},
             "settings": settings.model_dump(), **summarise(by_lr[best]), "runs": by_lr[best]}
+
+
+def _embedding_task(spec: ModelSpec, data: TaskData, settings: EmbeddingSettings, cache: ResultCache, tokenizer,
+                    fingerprint: str) -> dict[str, Any]:
+    """A zero-shot task: one deterministic scoring, cached like a fine-tuning run."""
+    task, runner = data.info.name, EmbeddingRunner(data)
+    pooling, _ = runner.pooling(spec.path, settings)
+    key = cache.key(fingerprint, task, data.identity,
+                    {**settings.model_dump(exclude={"eval_batch_size"}), "pooling": pooling})
+    record = cache.get(task, key)
+    if record is None:
+        start = time.perf_counter()
+        record = {**runner.evaluate_dir(spec.path, tokenizer, settings), "eval_seconds": time.perf_counter() - start}
+        cache.put(task, key, record)
+        log.info("%s %s (%s pooling, %s): %.2f (%.0fs)", spec.label, task, pooling, record["pooling_from"],
+                 record["metrics"]["score"], record["eval_seconds"])
+    return {"task": task, "lr": None, "grid": {}, "settings": settings.model_dump(), **summarise([record]),
+            "runs": [record]}
 
 
 def evaluate_model(spec: ModelSpec, tasks: Sequence[TaskData], settings: dict[str, FinetuneSettings],

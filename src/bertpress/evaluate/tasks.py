@@ -16,7 +16,7 @@ from bertpress.errors import BertpressError
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["glue", "squad", "ner"]
+Kind = Literal["glue", "squad", "ner", "embedding"]
 GlueSource = Literal["auto", "tsv", "hub"]
 
 
@@ -43,6 +43,8 @@ TASKS: dict[str, TaskInfo] = {t.name: t for t in (
     TaskInfo("squad", "SQuAD1.1", "squad", "F1 (EM in details)"),
     TaskInfo("squad2", "SQuAD2.0", "squad", "F1 (EM in details)"),
     TaskInfo("conll2003", "CoNLL03", "ner", "entity-level F1 (seqeval)"),
+    TaskInfo("stsb-zeroshot", "STS-B 0-shot", "embedding",
+             "Spearman corr. of pooled-embedding cosines, no fine-tuning (Pearson in details)"),
 )}
 
 #: Names that select several tasks at once.
@@ -58,7 +60,7 @@ CONLL_FILES = (("train.txt", "eng.train"), ("valid.txt", "dev.txt", "eng.testa")
 
 
 def _key(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "")
+    return name.lower().replace("-", "").replace("_", "").replace(" ", "")
 
 
 def parse_tasks(names: Sequence[str]) -> list[str]:
@@ -129,6 +131,9 @@ def _conll(info: TaskInfo, data_dir: Path) -> TaskData:
 def load_task(name: str, data_dir: Path, glue_source: GlueSource = "auto") -> TaskData:
     """Read a task's train and dev data from ``data_dir`` (GLUE: TSVs, or the hub when asked or when absent)."""
     info = TASKS[name]
+    if info.kind == "embedding":  # the STS-B dev pairs, scored without training
+        sts = _glue(TASKS["stsb"], data_dir, glue_source)
+        return TaskData(info, [], sts.dev, None, sts.identity, sts.sources)
     if info.kind == "glue":
         return _glue(info, data_dir, glue_source)
     if info.kind == "squad":
