@@ -41,6 +41,7 @@ def _start(recipe, out, env):
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(3600)
 def test_random_kills_then_resume_end_bit_identical(data_dir, tmp_path):
     shard = data_dir / "corpus" / "enwiki-wikiextractor-2015" / "AA" / "wiki_00.gz"
     if not shard.is_file():

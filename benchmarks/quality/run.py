@@ -1,0 +1,226 @@
+"""Quality benchmark (issue 12), phase 1 "screen": does distillation beat no distillation, and with what settings?
+
+Packaged teacher (all-MiniLM-L6-v2) -> 3-layer, 384-wide students. Two kinds of candidates:
+
+* **baselines**: teacher layers copied (``init: select``), no distillation at all - what a user gets for free;
+* **distilled**: one factor changed at a time from the shipped ``recipes/tinybert-3l.yaml`` (objective, attention
+  target, which layers are copied, where the mapping points, learning rate), at one fixed token budget.
+
+Every candidate is scored by two cheap signals: zero-shot STS-B (Spearman of pooled-embedding cosines on the 1,500
+dev pairs, the teacher's mean pooling, no training) and the proxy STS-B fine-tuning (2,000 training pairs, 2
+epochs, 64 tokens, lr 1e-4, [CLS] regression head, 500 dev pairs, one seed) that exposes weights which embed well but
+fine-tune badly. Phase 2 (full fine-tuning of the best 2-3 and the best baseline on RTE/MRPC/STS-B/CoLA/SST-2 with 3
+seeds) is ``--phase finetune``.
+
+    python benchmarks/quality/run.py [--steps 150 --batch-size 16 --out-dir runs/quality] [--only NAME ...]
+
+Resumable: finished candidates are reused (same recipe), interrupted ones resume from their last checkpoint, scores
+come from the evaluation cache; results are rewritten after every candidate. Writes
+``benchmarks/quality/results/screen.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import torch
+import yaml
+
+from bertpress.atomic import atomic_write_json, atomic_write_text
+from bertpress.evaluate.cache import ResultCache
+from bertpress.evaluate.proxy import proxy_settings
+from bertpress.evaluate.settings import resolve_settings
+from bertpress.evaluate.suite import ModelSpec, evaluate_model
+from bertpress.evaluate.tasks import load_task
+from bertpress.init import InitContext, initialise
+from bertpress.models.student import StudentShape, build_student, student_config
+from bertpress.models.teacher import PACKAGED_TEACHER, load_teacher, resolve_teacher
+from bertpress.recipe import recipe_from_dict
+from bertpress.train.checkpoint import latest_checkpoint
+from bertpress.train.run import distill
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent / "results"
+CORPUS = "corpus/enwiki-wikiextractor-2015/AA/wiki_*.gz"
+
+#: Untrained baselines: which teacher layers are copied (1-based).
+BASELINES = {"copy-1-3-5": [1, 3, 5], "copy-1-3-6": [1, 3, 6], "copy-2-4-6": [2, 4, 6]}
+#: Distilled candidates: changes to the shipped tinybert-3l recipe (init layers [1, 3, 5], uniform mapping [2, 4, 6],
+#: embedding + hidden + attention-score MSE, lr 2e-4, 6% warm-up).
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "tinybert-shipped": {},
+    "tinybert-aligned-2-4-6": {"init_layers": [2, 4, 6]},
+    "tinybert-top-1-3-6": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6]},
+    "tinybert-top-probs": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6],
+                           "objective": {"attention_on": "probabilities"}},
+    "tinybert-top-no-attention": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6], "objective": {"attention": 0.0}},
+    "tinybert-top-lr5e-5": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6], "lr": 5e-5},
+    "minilm-top-1-3-6": {"init_layers": [1, 3, 6], "objective": {"name": "minilm", "attention": 1.0, "value": 1.0}},
+    "distilbert-cos-top-1-3-6": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6],
+                                 "objective": {"name": "distilbert", "alpha_ce": 0.0, "alpha_mlm": 0.0,
+                                               "alpha_cos": 1.0, "cosine_layers": "mapping"}},
+}
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("BERTPRESS_DATA", REPO.parent / "shared" / "data"))
+
+
+def make_recipe(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The shipped tinybert-3l recipe with one candidate's changes, at the benchmark's budget."""
+    change = CANDIDATES[name]
+    objective = {"name": "tinybert", "embedding": 1.0, "hidden": 1.0, "attention": 1.0}
+    objective = {**objective, **change.get("objective", {})} if change.get("objective", {}).get("name") in (
+        None, "tinybert") else dict(change["objective"])
+    student: dict[str, Any] = {"num_layers": 3, "init": "select"}
+    if "init_layers" in change:
+        student["init_args"] = {"layers": change["init_layers"]}
+    recipe = {
+        "name": f"quality-{name}", "seed": args.seed, "output_dir": str(args.out_dir / name),
+        "teacher": {"name_or_path": PACKAGED_TEACHER}, "student": student,
+        "data": {"sources": [str(data_dir() / CORPUS)], "block_size": 128, "max_validation_blocks": 64},
+        "objective": objective,
+        "mapping": {"strategy": "explicit", "layers": change["mapping"]} if "mapping" in change else {"strategy": "uniform"},
+        "train": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": change.get("lr", 2e-4),
+                  "warmup_ratio": 0.06, "eval_every": max(1, args.steps // 5), "save_every": max(1, args.steps // 3),
+                  "log_every": 5},
+    }
+    return recipe_from_dict(recipe).to_dict()
+
+
+def run_distillation(recipe: dict[str, Any]) -> dict[str, Any]:
+    """Distil (reusing a finished run of the same recipe, resuming an interrupted one); returns its summary."""
+    out = Path(recipe["output_dir"])
+    done, saved = out / "bertpress.json", out / "recipe.yaml"
+    if done.is_file() and json.loads(done.read_text())["recipe"] == recipe:
+        return json.loads(done.read_text())
+    resume = (not done.is_file() and saved.is_file() and yaml.safe_load(saved.read_text()) == recipe
+              and latest_checkpoint(out / "checkpoints") is not None)
+    print(f"[quality] {'resuming' if resume else 'starting'} {out}", flush=True)
+    return distill(recipe, resume=resume, overwrite=not resume).summary
+
+
+def make_baseline(name: str, out_dir: Path) -> Path:
+    """An untrained student: the chosen teacher layers copied, saved like a distilled student."""
+    path = out_dir / name
+    if (path / "model.safetensors").is_file():
+        return path
+    teacher = load_teacher(PACKAGED_TEACHER)
+    torch.manual_seed(0)
+    student = build_student(student_config(teacher.model.config, StudentShape(3, None, None, None)), mlm_head=False)
+    initialise("select", InitContext(teacher, student, 0), {"layers": BASELINES[name]})
+    student.save_pretrained(path)
+    teacher.tokenizer.save_pretrained(path)
+    atomic_write_json(path / "bertpress.json", {"teacher": {"source": PACKAGED_TEACHER}, "init": BASELINES[name]})
+    return path
+
+
+def score(path: Path, label: str, cache: ResultCache) -> dict[str, float]:
+    """Zero-shot STS-B (full dev) and proxy-fine-tuned STS-B of one model directory."""
+    tasks = [load_task("stsb-zeroshot", data_dir(), "tsv"), load_task("stsb", data_dir(), "tsv")]
+    settings = {**resolve_settings(["stsb-zeroshot"]), **proxy_settings(["stsb"])}
+    results = evaluate_model(ModelSpec(label, path), tasks, settings, cache, progress=False)
+    return {"zeroshot": results["stsb-zeroshot"]["mean"]["score"], "proxy_stsb": results["stsb"]["mean"]["score"]}
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+               platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def write_report(report: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(RESULTS / "screen.json", report)
+    rows = report["rows"]
+    best_base = max((r for r in rows if r["kind"] == "baseline"), key=lambda r: r["proxy_stsb"], default=None)
+    b = report["budget"]
+    lines = [
+        "# Quality screen: distilled 3-layer students against the same students without distillation", "",
+        f"Teacher `{PACKAGED_TEACHER}` (6L-384H). Every distilled candidate: {b['steps']} steps x {b['batch_size']} "
+        f"blocks x 128 tokens = {b['tokens']:,} tokens of the Wikipedia shards, seed {b['seed']}, the same data "
+        "order; one factor changed at a time from the shipped `recipes/tinybert-3l.yaml`. Scores x100: zero-shot "
+        "STS-B = Spearman of mean-pooled embedding cosines on the 1,500 dev pairs (no training); proxy STS-B = "
+        "mean of Pearson and Spearman after fine-tuning on 2,000 training pairs (2 epochs, 64 tokens, lr 1e-4, one "
+        "seed, 500 dev pairs). One seed: differences of a point or two are within noise (phase 2 adds seeds).", "",
+        f"Command: `{report['command']}`; machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+        f"load average at start {report['machine']['load_average_at_start']}.", "",
+        "| candidate | kind | copied layers | mapping | held-out loss start -> end | zero-shot STS-B | proxy STS-B | "
+        "vs best baseline (proxy) | distil time (s) |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        loss = f"{r['loss_start']:.3f} -> {r['loss_end']:.3f}" if r.get("loss_end") is not None else "-"
+        delta = f"{r['proxy_stsb'] - best_base['proxy_stsb']:+.1f}" if best_base and r["kind"] != "teacher" else ""
+        lines.append(f"| {r['name']} | {r['kind']} | {r.get('layers', '-')} | {r.get('mapping', '-')} | {loss} | "
+                     f"{r['zeroshot']:.1f} | {r['proxy_stsb']:.1f} | {delta} | {r.get('train_time_s', '-')} |")
+    atomic_write_text(RESULTS / "screen.md", "\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for r in rows:
+        marker = {"teacher": "*", "baseline": "s", "distilled": "o"}[r["kind"]]
+        ax.scatter(r["zeroshot"], r["proxy_stsb"], marker=marker, s=60)
+        ax.annotate(r["name"], (r["zeroshot"], r["proxy_stsb"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("zero-shot STS-B (Spearman x100)")
+    ax.set_ylabel("proxy fine-tuned STS-B (x100)")
+    ax.set_title("3-layer students: squares = no distillation, circles = distilled")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "screen.png")
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out-dir", type=Path, default=Path("runs/quality"))
+    p.add_argument("--only", nargs="+", help="distilled candidates to run (default all)")
+    args = p.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    cache = ResultCache()
+    report: dict[str, Any] = {
+        "command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]), "machine": machine(),
+        "budget": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                   "tokens": args.steps * args.batch_size * 128}, "rows": []}
+    if (RESULTS / "screen.json").is_file():  # keep rows of candidates not re-run this time
+        previous = json.loads((RESULTS / "screen.json").read_text())
+        if previous.get("budget") == report["budget"]:
+            report["rows"] = previous["rows"]
+
+    def put(row: dict[str, Any]) -> None:
+        report["rows"] = [r for r in report["rows"] if r["name"] != row["name"]] + [row]
+        order = {"teacher": 0, "baseline": 1, "distilled": 2}
+        report["rows"].sort(key=lambda r: (order[r["kind"]], r["name"]))
+        write_report(report)
+
+    teacher_dir = Path(resolve_teacher(PACKAGED_TEACHER))
+    put({"name": "teacher", "kind": "teacher", "layers": "1-6", **score(teacher_dir, "teacher", cache)})
+    for name, layers in BASELINES.items():
+        put({"name": name, "kind": "baseline", "layers": layers,
+             **score(make_baseline(name, args.out_dir), name, cache)})
+    for name in args.only or CANDIDATES:
+        start = time.perf_counter()
+        summary = run_distillation(make_recipe(name, args))
+        out = Path(summary["recipe"]["output_dir"])
+        valid = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"valid"' in x]
+        put({"name": name, "kind": "distilled", "layers": summary["init"]["layers"], "mapping": summary["mapping"],
+             "objective": summary["objective"], "loss_start": valid[0]["loss"], "loss_end": valid[-1]["loss"],
+             "train_time_s": summary["train_time_s"], **score(out, name, cache)})
+        print(f"[quality] {name}: {report['rows'][-1]} ({time.perf_counter() - start:.0f}s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
