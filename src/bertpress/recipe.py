@@ -79,6 +79,7 @@ class HubDataset(_Strict):
     config: str | None = Field(None, description="dataset configuration (e.g. wikitext-103-raw-v1)")
     split: str = Field("train", description="split to read")
     text_field: str = Field("text", description="column holding the text")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit) to pin; part of the cache key")
 
 
 class DataSpec(_Strict):

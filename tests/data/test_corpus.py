@@ -106,3 +106,16 @@ def test_masking_rates_and_determinism():
     kept = (masked[selected] == ids[selected]).float().mean().item()
     assert 0.77 < as_mask < 0.83 and 0.08 < kept < 0.12
     assert torch.equal(masked[~selected], ids[~selected])
+
+
+def test_hub_dataset_revision_is_part_of_the_cache_key():
+    from bertpress.data.corpus import _source_identity, cache_key
+    from bertpress.recipe import HubDataset
+
+    tok = tiny_tokenizer()
+    source = HubDataset(dataset="wikitext", config="wikitext-2-raw-v1")
+    # an unpinned source is identified as before the revision field existed, so its cache entries stay valid
+    assert _source_identity(source) == {"dataset": "wikitext", "config": "wikitext-2-raw-v1", "split": "train",
+                                        "text_field": "text"}
+    pinned = HubDataset(dataset="wikitext", config="wikitext-2-raw-v1", revision="abc123")
+    assert cache_key([pinned], tok, 32, "text") != cache_key([source], tok, 32, "text")

@@ -71,7 +71,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
 def _source_identity(source: Any) -> Any:
     if isinstance(source, str):
         return [[p.name, file_digest(p)] for p in expand_files(source)]
-    return source.model_dump()
+    # an unpinned hub dataset keeps the key it had before ``revision`` existed
+    return source.model_dump(exclude={"revision"} if source.revision is None else None)
 
 
 def cache_key(sources: list[Any], tokenizer, block_size: int, text_field: str, encoding: str = "utf-8") -> str:
@@ -88,7 +89,7 @@ def iter_segments(sources: list[Any], text_field: str, stats: ReadStats, encodin
         if isinstance(source, str):
             yield from read_files(source, text_field, stats, encoding)
         else:
-            ds = load_hf_dataset(source.dataset, source.config, source.split)
+            ds = load_hf_dataset(source.dataset, source.config, source.split, source.revision)
             yield from read_dataset(ds, source.text_field, stats, name=source.dataset,
                                     setting=f"text_field of data source {source.dataset!r}")
 

@@ -153,8 +153,8 @@ def read_files(source: str, text_field: str, stats: ReadStats, encoding: str = "
                     else read_text_file(path, stats, encoding))
 
 
-def load_hf_dataset(dataset: str, config: str | None, split: str) -> Any:
-    """A ``datasets`` split from a saved directory or the hub (clear error offline)."""
+def load_hf_dataset(dataset: str, config: str | None, split: str, revision: str | None = None) -> Any:
+    """A ``datasets`` split from a saved directory or the hub at ``revision`` (clear error offline)."""
     import datasets
 
     path = Path(dataset).expanduser()
@@ -162,7 +162,7 @@ def load_hf_dataset(dataset: str, config: str | None, split: str) -> Any:
         if is_dataset_dir(path):
             ds = datasets.load_from_disk(str(path))
             return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-        return datasets.load_dataset(dataset, config, split=split)
+        return datasets.load_dataset(dataset, config, split=split, revision=revision)
     except (FileNotFoundError, ConnectionError, ValueError, OSError, KeyError) as e:
         raise BertpressError(
             f"cannot load dataset {dataset!r} (config {config!r}, split {split!r}): {str(e).splitlines()[0][:160]}: "

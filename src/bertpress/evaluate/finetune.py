@@ -155,7 +155,7 @@ def predict(model: nn.Module, features: Sequence[dict[str, Any]], *, batch_size:
         batch = collate([{k: features[i][k] for k in INPUT_KEYS if k in features[i]} for i in idx], pad_id)
         result = model(**batch)
         for name in outputs:
-            values = result[name].float().numpy()
+            values = result[name].float().cpu().numpy()
             for row, i in enumerate(idx):
                 out[name][i] = values[row, :lengths[i]] if token_level else values[row]
     return out
