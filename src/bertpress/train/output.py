@@ -13,6 +13,7 @@ import yaml
 
 from bertpress.atomic import atomic_dir, atomic_write_json
 from bertpress.errors import BertpressError
+from bertpress.models.sentence_stack import copy_sentence_stack
 
 RUN_MARKERS = ("recipe.yaml", "bertpress.json", "checkpoints")
 #: Recipe fields that may change between a run and its resumption (they do not change the result).
@@ -114,13 +115,21 @@ def check_resumable(path: Path, recipe: dict[str, Any]) -> None:
             "the original recipe, or use --overwrite / a new output_dir")
 
 
-def publish_student(out_dir: Path, student, tokenizer, summary: dict[str, Any]) -> None:
-    """Write the student and tokenizer (each file replaced atomically), then ``bertpress.json`` last."""
+def publish_student(out_dir: Path, student, tokenizer, summary: dict[str, Any],
+                    sentence_stack: Path | None = None) -> None:
+    """Write the student and tokenizer (each file replaced atomically), with the sentence-transformers stack of
+    the model directory ``sentence_stack`` when it has one, then ``bertpress.json`` last."""
     staging = out_dir / ".student"
     with atomic_dir(staging) as tmp:
         student.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if sentence_stack is not None:
+            summary["sentence_transformers"] = copy_sentence_stack(sentence_stack, Path(tmp),
+                                                                   student.config.hidden_size)
     for f in staging.iterdir():
-        os.replace(f, out_dir / f.name)
+        target = out_dir / f.name
+        if target.is_dir():  # a module folder of an earlier publish (resumed finished run)
+            shutil.rmtree(target)
+        os.replace(f, target)
     shutil.rmtree(staging, ignore_errors=True)
     atomic_write_json(out_dir / "bertpress.json", summary)

@@ -23,8 +23,9 @@ from bertpress.atomic import atomic_write_text
 from bertpress.data.corpus import PackedCorpus, load_corpus
 from bertpress.errors import BertpressError
 from bertpress.init import InitContext, check_initialiser, initialise
+from bertpress.models.sentence_stack import local_model_dir
 from bertpress.models.student import StudentShape, build_student, check_same_vocabulary, student_config
-from bertpress.models.teacher import Teacher, load_teacher
+from bertpress.models.teacher import Teacher, load_teacher, resolve_teacher
 from bertpress.objectives import ObjectiveContext, build_objective, resolve_mapping
 from bertpress.recipe import Recipe, load_recipe, recipe_from_dict
 from bertpress.train.distiller import Distiller
@@ -155,6 +156,7 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
                      "accelerate": accelerate.__version__},
     }
     if acc.is_main_process:
-        publish_student(out, final_student, tokenizer, summary)
+        publish_student(out, final_student, tokenizer, summary,
+                        local_model_dir(resolve_teacher(recipe.teacher.name_or_path), recipe.teacher.revision))
     acc.wait_for_everyone()
     return RunResult(out, summary)
