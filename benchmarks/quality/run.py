@@ -143,9 +143,10 @@ def machine() -> dict[str, Any]:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def write_report(report: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS / "screen.json", report)
+def write_report(report: dict[str, Any], results: Path = RESULTS) -> None:
+    """``screen.json`` (everything), ``screen.md`` (the table) and ``screen.png`` (zero-shot vs proxy) in ``results``."""
+    results.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(results / "screen.json", report)
     rows = report["rows"]
     best_base = max((r for r in rows if r["kind"] == "baseline"), key=lambda r: r["proxy_stsb"], default=None)
     b = report["budget"]
@@ -167,7 +168,7 @@ def write_report(report: dict[str, Any]) -> None:
         delta = f"{r['proxy_stsb'] - best_base['proxy_stsb']:+.1f}" if best_base and r["kind"] != "teacher" else ""
         lines.append(f"| {r['name']} | {r['kind']} | {r.get('layers', '-')} | {r.get('mapping', '-')} | {loss} | "
                      f"{r['zeroshot']:.1f} | {r['proxy_stsb']:.1f} | {delta} | {r.get('train_time_s', '-')} |")
-    atomic_write_text(RESULTS / "screen.md", "\n".join(lines) + "\n")
+    atomic_write_text(results / "screen.md", "\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for r in rows:
         marker = {"teacher": "*", "baseline": "s", "distilled": "o"}[r["kind"]]
@@ -177,7 +178,7 @@ def write_report(report: dict[str, Any]) -> None:
     ax.set_ylabel("proxy fine-tuned STS-B (x100)")
     ax.set_title("3-layer students: squares = no distillation, circles = distilled")
     fig.tight_layout()
-    fig.savefig(RESULTS / "screen.png")
+    fig.savefig(results / "screen.png")
     plt.close(fig)
 
 
