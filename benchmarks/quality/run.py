@@ -10,7 +10,7 @@ Every candidate is scored by two cheap signals: zero-shot STS-B (Spearman of poo
 dev pairs, the teacher's mean pooling, no training) and the proxy STS-B fine-tuning (2,000 training pairs, 2
 epochs, 64 tokens, lr 1e-4, [CLS] regression head, 500 dev pairs, one seed) that exposes weights which embed well but
 fine-tune badly. Phase 2 (full fine-tuning of the best 2-3 and the best baseline on RTE/MRPC/STS-B/CoLA/SST-2 with 3
-seeds) is ``--phase finetune``.
+seeds) is ``--phase finetune --only NAME ...``: it spans several sessions on 2 CPU cores (see :func:`finetune`).
 
     python benchmarks/quality/run.py [--steps 150 --batch-size 16 --out-dir runs/quality] [--only NAME ...]
 
@@ -182,16 +182,52 @@ def write_report(report: dict[str, Any], results: Path = RESULTS) -> None:
     plt.close(fig)
 
 
+#: Phase 2 tasks: the default `bertpress evaluate` recipes (3 seeds on RTE, MRPC, STS-B, CoLA), SST-2 capped.
+FINETUNE_TASKS = ("rte", "mrpc", "stsb", "cola", "sst2", "stsb-zeroshot")
+SST2_CAP = 20_000
+
+
+def finetune(models: list[str], args: argparse.Namespace, cache: ResultCache) -> None:
+    """Phase 2: full fine-tuning of the teacher and ``models`` (screen names) with the default task recipes.
+
+    Every (model, task, seed) result is cached as soon as it finishes, so an interrupted phase continues where it
+    stopped; on the 2 CPU cores one 3-layer student takes about an hour and the teacher about two, so the phase spans
+    sessions. Writes ``results/finetune.{json,md,png}`` (the ``bertpress evaluate`` report).
+    """
+    from bertpress.evaluate.compare import run_compare
+    from bertpress.evaluate.report import write_report as write_eval_report
+
+    specs = []
+    for name in models:
+        path = make_baseline(name, args.out_dir) if name in BASELINES else args.out_dir / name
+        if not (path / "config.json").is_file():
+            raise SystemExit(f"{path} has no model: run the screen for {name!r} first")
+        specs.append(ModelSpec(name, path))
+    tasks = [load_task(t, data_dir(), "tsv") for t in FINETUNE_TASKS]
+    settings = resolve_settings(list(FINETUNE_TASKS), [f"sst2.max_train_examples={SST2_CAP}"])
+    command = shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]])
+    report = run_compare(specs, tasks, settings, cache, teacher=ModelSpec("teacher", Path(resolve_teacher(
+        PACKAGED_TEACHER))), latency=False, data_dir=data_dir(), command=command, progress=False)
+    out = RESULTS / "finetune"
+    out.mkdir(parents=True, exist_ok=True)
+    write_eval_report(report, out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--phase", choices=["screen", "finetune"], default="screen")
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out-dir", type=Path, default=Path("runs/quality"))
-    p.add_argument("--only", nargs="+", help="distilled candidates to run (default all)")
+    p.add_argument("--only", nargs="+", help="screen: distilled candidates to run (default all); finetune: the "
+                                             "screened models to fine-tune (baselines included by name)")
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     cache = ResultCache()
+    if args.phase == "finetune":
+        finetune(args.only or ["copy-1-3-6"], args, cache)
+        return
     report: dict[str, Any] = {
         "command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]), "machine": machine(),
         "budget": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
