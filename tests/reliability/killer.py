@@ -5,6 +5,7 @@ Usage: python killer.py POINT STEP RECIPE [distill args...]
   after-checkpoint die right after the checkpoint at STEP is complete
   mid-step         die inside optimizer step STEP+1, between backward and the optimizer update
   publish          die while the final student is being written
+  ctrl-c           Ctrl-C (SIGINT) right after the checkpoint at STEP is complete: the CLI exits 130
 """
 
 import os
@@ -38,6 +39,16 @@ elif point == "after-checkpoint":
         path = original_save(acc, root, state, keep)
         if state.step == step:
             die()
+        return path
+
+    distiller.save_checkpoint = save_checkpoint
+elif point == "ctrl-c":
+    original_save = checkpoint.save_checkpoint
+
+    def save_checkpoint(acc, root, state, keep):
+        path = original_save(acc, root, state, keep)
+        if state.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
         return path
 
     distiller.save_checkpoint = save_checkpoint

@@ -47,12 +47,16 @@ def _run(*args):
     ("after-checkpoint", 8, [4, 8]),
     ("mid-step", 6, [4]),               # between backward and optimizer update of step 7
     ("publish", 0, [4, 8]),             # training done, final student being written
+    ("ctrl-c", 4, [4]),                 # Ctrl-C after the step-4 checkpoint: exit 130, then --resume
 ])
 def test_sigkill_then_resume_matches_uninterrupted(setup, point, step, complete_before):
     root, recipe, reference = setup
     out = root / "victim"
     killed = _run(KILLER, point, step, recipe, "--overwrite")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    expected = 130 if point == "ctrl-c" else -signal.SIGKILL
+    assert killed.returncode == expected, killed.stderr[-3000:]
+    if point == "ctrl-c":
+        assert killed.stderr.strip().splitlines()[-1] == "bertpress: interrupted"
     assert [int(p.name[5:]) for p in checkpoints(out / "checkpoints")] == complete_before
     assert not (out / "bertpress.json").exists(), "a killed run never looks finished"
     resumed = _run("-m", "bertpress", "distill", recipe, "--resume")
