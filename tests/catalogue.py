@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 
 class Catalogue(dict):
@@ -24,3 +26,11 @@ def assert_one_line_error(code: int, stderr: str, pattern: str) -> None:
     assert len(err) == 1 and err[0] == lines[-1] and err[0].startswith("bertpress: error: "), lines
     assert not any("Traceback" in line for line in lines)
     assert re.search(pattern, err[0]), err[0]
+
+
+def truncated_copy(model_dir: Path, dest: Path) -> Path:
+    """A copy of ``model_dir`` whose ``model.safetensors`` stops half way (a partial download)."""
+    shutil.copytree(model_dir, dest)
+    weights = (dest / "model.safetensors").read_bytes()
+    (dest / "model.safetensors").write_bytes(weights[:len(weights) // 2])
+    return dest

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -36,7 +35,9 @@ import torch
 import yaml
 
 from bertpress.atomic import atomic_write_json, atomic_write_text
+from bertpress.data.tasks.files import default_data_dir
 from bertpress.evaluate.cache import ResultCache
+from bertpress.evaluate.latency import conditions
 from bertpress.evaluate.proxy import proxy_settings
 from bertpress.evaluate.settings import resolve_settings
 from bertpress.evaluate.suite import ModelSpec, evaluate_model
@@ -51,7 +52,6 @@ from bertpress.train.run import distill
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
 CORPUS = "corpus/enwiki-wikiextractor-2015/AA/wiki_*.gz"
 
@@ -74,10 +74,6 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("BERTPRESS_DATA", REPO.parent / "shared" / "data"))
-
-
 def make_recipe(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """The tinybert-3l recipe as shipped before the screen, with one candidate's changes, at the benchmark's budget."""
     change = CANDIDATES[name]
@@ -90,7 +86,7 @@ def make_recipe(name: str, args: argparse.Namespace) -> dict[str, Any]:
     recipe = {
         "name": f"quality-{name}", "seed": args.seed, "output_dir": str(args.out_dir / name),
         "teacher": {"name_or_path": PACKAGED_TEACHER}, "student": student,
-        "data": {"sources": [str(data_dir() / CORPUS)], "block_size": 128, "max_validation_blocks": 64},
+        "data": {"sources": [str(default_data_dir() / CORPUS)], "block_size": 128, "max_validation_blocks": 64},
         "objective": objective,
         "mapping": {"strategy": "explicit", "layers": change["mapping"]} if "mapping" in change else {"strategy": "uniform"},
         "train": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": change.get("lr", 2e-4),
@@ -129,18 +125,10 @@ def make_baseline(name: str, out_dir: Path) -> Path:
 
 def score(path: Path, label: str, cache: ResultCache) -> dict[str, float]:
     """Zero-shot STS-B (full dev) and proxy-fine-tuned STS-B of one model directory."""
-    tasks = [load_task("stsb-zeroshot", data_dir(), "tsv"), load_task("stsb", data_dir(), "tsv")]
+    tasks = [load_task("stsb-zeroshot", default_data_dir(), "tsv"), load_task("stsb", default_data_dir(), "tsv")]
     settings = {**resolve_settings(["stsb-zeroshot"]), **proxy_settings(["stsb"])}
     results = evaluate_model(ModelSpec(label, path), tasks, settings, cache, progress=False)
     return {"zeroshot": results["stsb-zeroshot"]["mean"]["score"], "proxy_stsb": results["stsb"]["mean"]["score"]}
-
-
-def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-               platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def write_report(report: dict[str, Any], results: Path = RESULTS) -> None:
@@ -159,8 +147,8 @@ def write_report(report: dict[str, Any], results: Path = RESULTS) -> None:
         "STS-B = Spearman of mean-pooled embedding cosines on the 1,500 dev pairs (no training); proxy STS-B = "
         "mean of Pearson and Spearman after fine-tuning on 2,000 training pairs (2 epochs, 64 tokens, lr 1e-4, one "
         "seed, 500 dev pairs). One seed: differences of a point or two are within noise (phase 2 adds seeds).", "",
-        f"Command: `{report['command']}`; machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-        f"load average at start {report['machine']['load_average_at_start']}.", "",
+        f"Command: `{report['command']}`; machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} cores, "
+        f"load average at start {report['machine']['load_average']}.", "",
         "| candidate | kind | copied layers | mapping | held-out loss start -> end | zero-shot STS-B | proxy STS-B | "
         "vs best baseline (proxy) | distil time (s) |",
         "|---|---|---|---|---:|---:|---:|---:|---:|"]
@@ -204,11 +192,11 @@ def finetune(models: list[str], args: argparse.Namespace, cache: ResultCache) ->
         if not (path / "config.json").is_file():
             raise SystemExit(f"{path} has no model: run the screen for {name!r} first")
         specs.append(ModelSpec(name, path))
-    tasks = [load_task(t, data_dir(), "tsv") for t in FINETUNE_TASKS]
+    tasks = [load_task(t, default_data_dir(), "tsv") for t in FINETUNE_TASKS]
     settings = resolve_settings(list(FINETUNE_TASKS), [f"sst2.max_train_examples={SST2_CAP}"])
     command = shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]])
     report = run_compare(specs, tasks, settings, cache, teacher=ModelSpec("teacher", Path(resolve_teacher(
-        PACKAGED_TEACHER))), latency=False, data_dir=data_dir(), command=command, progress=False)
+        PACKAGED_TEACHER))), latency=False, data_dir=default_data_dir(), command=command, progress=False)
     out = RESULTS / "finetune"
     out.mkdir(parents=True, exist_ok=True)
     write_eval_report(report, out)
@@ -230,7 +218,7 @@ def main() -> None:
         finetune(args.only or ["copy-1-3-6"], args, cache)
         return
     report: dict[str, Any] = {
-        "command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]), "machine": machine(),
+        "command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]), "machine": conditions(),
         "budget": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
                    "tokens": args.steps * args.batch_size * 128}, "rows": []}
     if (RESULTS / "screen.json").is_file():  # keep rows of candidates not re-run this time

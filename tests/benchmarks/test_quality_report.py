@@ -15,8 +15,8 @@ def _module():
 
 def test_screen_report(tmp_path):
     report = {
-        "command": "python benchmarks/quality/run.py --steps 10", "machine": {"cpu": "x", "cores": 2,
-                                                                           "load_average_at_start": [0.1]},
+        "command": "python benchmarks/quality/run.py --steps 10", "machine": {"cpu": "x", "cpu_count": 2,
+                                                                           "load_average": [0.1]},
         "budget": {"steps": 10, "batch_size": 4, "seed": 1, "tokens": 5120},
         "rows": [
             {"name": "teacher", "kind": "teacher", "layers": "1-6", "zeroshot": 86.7, "proxy_stsb": 82.3},

@@ -13,7 +13,7 @@ import yaml
 
 from bertpress.cli import main
 
-from catalogue import Catalogue, assert_one_line_error
+from catalogue import Catalogue, assert_one_line_error, truncated_copy
 from tiny_models import save_tiny_teacher, tiny_tokenizer
 
 CASES = Catalogue()
@@ -239,10 +239,7 @@ def _(env):
 
 @case("truncated teacher weights")
 def _(env):
-    broken = env.root / "partial"
-    shutil.copytree(env.mlm, broken)
-    weights = (broken / "model.safetensors").read_bytes()
-    (broken / "model.safetensors").write_bytes(weights[:len(weights) // 2])
+    broken = truncated_copy(env.mlm, env.root / "partial")
     return [env.recipe(teacher={"name_or_path": str(broken)})], r"cannot load teacher weights .*re-download"
 
 

@@ -131,15 +131,16 @@ def _embedding_task(spec: ModelSpec, data: TaskData, settings: EmbeddingSettings
                     fingerprint: str) -> dict[str, Any]:
     """A zero-shot task: one deterministic scoring, cached like a fine-tuning run."""
     task, runner = data.info.name, EmbeddingRunner(data)
-    pooling, _ = runner.pooling(spec.path, settings)
+    pooling, why = runner.pooling(spec.path, settings)
     key = cache.key(fingerprint, task, data.identity,
                     {**settings.model_dump(exclude={"eval_batch_size"}), "pooling": pooling})
     record = cache.get(task, key)
     if record is None:
         start = time.perf_counter()
-        record = {**runner.evaluate_dir(spec.path, tokenizer, settings), "eval_seconds": time.perf_counter() - start}
+        record = {**runner.evaluate_dir(spec.path, tokenizer, settings, pooling), "pooling_from": why,
+                  "eval_seconds": time.perf_counter() - start}
         cache.put(task, key, record)
-        log.info("%s %s (%s pooling, %s): %.2f (%.0fs)", spec.label, task, pooling, record["pooling_from"],
+        log.info("%s %s (%s pooling, %s): %.2f (%.0fs)", spec.label, task, pooling, why,
                  record["metrics"]["score"], record["eval_seconds"])
     return {"task": task, "lr": None, "grid": {}, "settings": settings.model_dump(), **summarise([record]),
             "runs": [record]}

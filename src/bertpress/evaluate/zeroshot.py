@@ -66,13 +66,15 @@ class EmbeddingRunner:
         self.data = data
 
     def pooling(self, model_dir: Path, settings: EmbeddingSettings) -> tuple[Pooling, str]:
+        """The pooling to score ``model_dir`` with, and where it comes from."""
         return (settings.pooling, "set") if settings.pooling != "auto" else model_pooling(model_dir)
 
-    def evaluate_dir(self, model_dir: Path, tokenizer, settings: EmbeddingSettings) -> dict[str, Any]:
-        pooling, why = self.pooling(model_dir, settings)
+    def evaluate_dir(self, model_dir: Path, tokenizer, settings: EmbeddingSettings, pooling: Pooling
+                     ) -> dict[str, Any]:
+        """Metrics of the model in ``model_dir`` pooled with ``pooling`` (see :meth:`pooling`)."""
         examples = next(iter(self.data.dev.values()))[:settings.max_eval_examples]
         model = AutoModel.from_pretrained(model_dir)
         metrics = sts_zeroshot(model, tokenizer, [(e.text_a, e.text_b or "") for e in examples],
                                [float(e.label) for e in examples], pooling=pooling,
                                max_length=settings.max_length, batch_size=settings.eval_batch_size)
-        return {"metrics": metrics, "pooling": pooling, "pooling_from": why, "dev_examples": len(examples)}
+        return {"metrics": metrics, "pooling": pooling, "dev_examples": len(examples)}
