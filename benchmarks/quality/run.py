@@ -176,30 +176,43 @@ FINETUNE_TASKS = ("rte", "mrpc", "stsb", "cola", "sst2", "stsb-zeroshot")
 SST2_CAP = 20_000
 
 
-def finetune(models: list[str], args: argparse.Namespace, cache: ResultCache) -> None:
-    """Phase 2: full fine-tuning of the teacher and ``models`` (screen names) with the default task recipes.
+#: Phase 2 results are cached inside the repository, so the phase continues in another session or on another machine
+#: (the distilled students are rebuilt bit for bit by the screen; the cache key hashes their weights).
+FINETUNE_CACHE = RESULTS / "finetune" / "cache"
 
-    Every (model, task, seed) result is cached as soon as it finishes, so an interrupted phase continues where it
-    stopped; on the 2 CPU cores one 3-layer student takes about an hour and the teacher about two, so the phase spans
-    sessions. Writes ``results/finetune.{json,md,png}`` (the ``bertpress evaluate`` report).
+
+def finetune(models: list[str], args: argparse.Namespace) -> None:
+    """Phase 2: full fine-tuning of ``models`` (screen names, or ``teacher``) with the default task recipes.
+
+    Models run in the order given; every (model, task, seed) result is cached in :data:`FINETUNE_CACHE` as soon as
+    it finishes, so an interrupted phase continues where it stopped. After each model the report
+    (``results/finetune/results.{json,md}``, the ``bertpress evaluate`` report; retention columns once the teacher
+    is done) is rewritten with the models finished so far. On the 2 CPU cores one 3-layer student takes about an
+    hour and the teacher about two, so the phase spans sessions.
     """
     from bertpress.evaluate.compare import run_compare
     from bertpress.evaluate.report import write_report as write_eval_report
 
-    specs = []
+    cache = ResultCache(FINETUNE_CACHE)
+    specs = {}
     for name in models:
-        path = make_baseline(name, args.out_dir) if name in BASELINES else args.out_dir / name
+        if name == "teacher":
+            path = Path(resolve_teacher(PACKAGED_TEACHER))
+        else:
+            path = make_baseline(name, args.out_dir) if name in BASELINES else args.out_dir / name
         if not (path / "config.json").is_file():
             raise SystemExit(f"{path} has no model: run the screen for {name!r} first")
-        specs.append(ModelSpec(name, path))
+        specs[name] = ModelSpec(name, path)
     tasks = [load_task(t, default_data_dir(), "tsv") for t in FINETUNE_TASKS]
     settings = resolve_settings(list(FINETUNE_TASKS), [f"sst2.max_train_examples={SST2_CAP}"])
     command = shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]])
-    report = run_compare(specs, tasks, settings, cache, teacher=ModelSpec("teacher", Path(resolve_teacher(
-        PACKAGED_TEACHER))), latency=False, data_dir=default_data_dir(), command=command, progress=False)
-    out = RESULTS / "finetune"
-    out.mkdir(parents=True, exist_ok=True)
-    write_eval_report(report, out)
+    for done in range(1, len(models) + 1):
+        finished = models[:done]
+        students = [specs[n] for n in finished if n != "teacher"]
+        report = run_compare(students, tasks, settings, cache, teacher=specs.get("teacher") if "teacher" in finished
+                             else None, latency=False, data_dir=default_data_dir(), command=command, progress=False)
+        write_eval_report(report, RESULTS / "finetune")
+        print(f"[quality] finetune: {', '.join(finished)} done", flush=True)
 
 
 def main() -> None:
@@ -210,13 +223,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out-dir", type=Path, default=Path("runs/quality"))
     p.add_argument("--only", nargs="+", help="screen: distilled candidates to run (default all); finetune: the "
-                                             "screened models to fine-tune (baselines included by name)")
+                                             "screened models to fine-tune, in order (baselines and `teacher` by name)")
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    cache = ResultCache()
     if args.phase == "finetune":
-        finetune(args.only or ["copy-1-3-6"], args, cache)
+        finetune(args.only or ["copy-1-3-6", "tinybert-top-probs", "teacher"], args)
         return
+    cache = ResultCache()
     report: dict[str, Any] = {
         "command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]), "machine": conditions(),
         "budget": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
