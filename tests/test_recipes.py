@@ -7,6 +7,7 @@ import yaml
 
 from bertpress.errors import BertpressError
 from bertpress.recipe import load_recipe, recipe_from_dict
+from bertpress.train.build import resolve_recipe
 
 RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
 
@@ -17,7 +18,7 @@ def test_there_are_three_styles():
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_shipped_recipe_valid_and_round_trips(path):
-    recipe = load_recipe(path)
+    recipe = resolve_recipe(path)  # names checked against the registries too
     again = recipe_from_dict(yaml.safe_load(recipe.to_yaml()))
     assert again == recipe
 
@@ -67,10 +68,23 @@ def _with(section, **fields):
      r"student.init_args.layers: Input should be a valid list, or 'uniform' \(got 'importance'\)"),
     (_with("data", sources=[{"dataset": "wikitext", "bogus": 1}]),
      r"^recipe: data.sources.0.bogus: Extra inputs are not permitted \(got 1\)"),
+    ({**BASE, "stages": []}, "stages: List should have at least 1 item"),
+    ({**BASE, "stages": [{"name": "a"}]}, "stages.0.steps: Field required"),
+    ({**BASE, "stages": [{"steps": 5, "trainable": ["layer 0"]}]}, "layers are numbered from 1"),
+    ({**BASE, "stages": [{"steps": 5, "trainable": ["layers 3-1"]}]}, "ends before it starts: write 'layers 1-3'"),
+    ({**BASE, "stages": [{"steps": 5, "trainable": ["encoder"]}]}, r"stages.0.trainable: unknown part 'encoder'"),
+    ({**BASE, "stages": [{"steps": 5}, {"steps": 5}], "train": {"max_steps": 7}},
+     r"train.max_steps 7 disagrees with the stages' steps \(sum 10\)"),
+    ({**BASE, "stages": [{"steps": 5, "objective": {"name": "tinybret"}}]},
+     "stages.0.objective.name: unknown objective 'tinybret'"),
+    ({**BASE, "stages": [{"steps": 5, "objective": {"name": "minilm", "hidden": 1}}]},
+     "stages.0.objective.hidden: Extra inputs are not permitted"),
+    ({**BASE, "stages": [{"steps": 5, "mapping": {"strategy": "zigzag"}}]},
+     "stages.0.mapping.strategy: unknown mapping strategy 'zigzag'"),
 ])
 def test_each_recipe_error_is_one_line(data, message):
     with pytest.raises(BertpressError, match=message) as err:
-        recipe_from_dict(data)
+        resolve_recipe(data)
     assert "\n" not in str(err.value)
 
 
@@ -88,3 +102,19 @@ def test_reference_doc_in_sync():
 
     doc = Path(__file__).parents[1] / "docs" / "recipes.md"
     assert doc.read_text() == recipe_reference(), "regenerate: bertpress recipe reference > docs/recipes.md"
+
+
+def test_stages_fill_their_defaults_from_the_recipe():
+    r = resolve_recipe({**BASE, "train": {"lr": 3e-4, "warmup_ratio": 0.1},
+                        "objective": {"name": "minilm"},
+                        "stages": [{"steps": 4, "trainable": ["layer 1"], "lr": 1e-3},
+                                   {"name": "all", "steps": 6, "objective": {"name": "tinybert"}}]})
+    assert r.train.max_steps == 10  # the stages' sum
+    one, two = r.resolved_stages()
+    assert (one.name, one.steps, one.lr, one.warmup_ratio, one.objective.name, one.trainable) == (
+        "stage-1", 4, 1e-3, 0.1, "minilm", ["layer 1"])
+    assert (two.name, two.lr, two.objective.name, two.trainable, two.mapping.strategy) == (
+        "all", 3e-4, "tinybert", ["all"], "uniform")
+    assert recipe_from_dict(yaml.safe_load(r.to_yaml())) == r
+    plain = resolve_recipe(BASE).resolved_stages()
+    assert len(plain) == 1 and plain[0].steps == 1000 and plain[0].name == "distill"

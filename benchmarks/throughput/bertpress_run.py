@@ -1,9 +1,10 @@
-"""(a) The work with bertpress: ``distill(recipe)``, unmodified, timed by hooks. One process, one JSON result.
+"""(a) The work with bertpress: ``distill(recipe)``, unmodified, timed through its callback seam. One process, one
+JSON result.
 
-Ablation switches (benchmark-only patches, the library is not changed): ``--set`` recipe overrides (e.g.
-``train.num_workers=0``), ``--eager-attention`` (teacher and student on HF's eager attention instead of SDPA, i.e.
-every layer materialises its attention probabilities as ``output_attentions`` requires), ``--no-truncate`` (the
-teacher runs all its layers even when the mapping stops earlier).
+Ablation switches (applied by the benchmark's callback when the run starts; the library is not changed): ``--set``
+recipe overrides (e.g. ``train.num_workers=0``), ``--no-dropout``, ``--eager-attention`` (teacher and student on HF's
+eager attention instead of SDPA, i.e. every layer materialises its attention probabilities as ``output_attentions``
+requires), ``--no-truncate`` (the teacher runs all its layers even when the mapping stops earlier).
 """
 
 from __future__ import annotations
@@ -11,43 +12,36 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from common import StepClock, base_parser, finish, no_dropout, recipe
+from common import StepClock, base_parser, finish, recipe
+from torch import nn
 
-import bertpress.train.distiller as distiller_mod
-import bertpress.train.run as run_mod
-from bertpress.models.anatomy import anatomy
 from bertpress.models.features import FeatureTap
+from bertpress.train.callbacks import Callback
+from bertpress.train.distiller import Distiller
+from bertpress.train.run import distill
+from bertpress.train.stages import Stage
 
 
-def patch(clock: StepClock, *, dropout: bool, eager: bool, truncate: bool) -> None:
-    """Install the step clock on the models distill() builds, and the ablation switches."""
-    build_student, load_teacher = run_mod.build_student, run_mod.load_teacher
+class Timed(Callback):
+    """Installs the step clock on the run's models, and the ablation switches, when the (only) stage starts."""
 
-    def student(config, **kwargs: Any):
-        model = build_student(config if dropout else no_dropout(config), **kwargs)
-        if eager:
-            model.set_attn_implementation("eager")
-        return model
+    def __init__(self, clock: StepClock, *, dropout: bool, eager: bool, truncate: bool) -> None:
+        self.clock, self.dropout, self.eager, self.truncate = clock, dropout, eager, truncate
 
-    def teacher(*args: Any, **kwargs: Any):
-        loaded = load_teacher(*args, **kwargs)
-        if eager:
-            loaded.model.set_attn_implementation("eager")
-        return loaded
-
-    class TimedDistiller(run_mod.Distiller):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            clock.install(self.teacher.parts.base, anatomy(self.module.student).base)
-
-    run_mod.build_student, run_mod.load_teacher, run_mod.Distiller = student, teacher, TimedDistiller
-    if not truncate:
-        def full_tap(parts, request, *, truncate: bool = False, runner=None) -> FeatureTap:
-            return FeatureTap(parts, request, truncate=False, runner=runner)
-
-        distiller_mod.FeatureTap = full_tap
+    def on_stage_start(self, distiller: Distiller, stage: Stage) -> None:
+        teacher, student = distiller.teacher.model, distiller.module.student
+        if not self.dropout:  # attention dropout reads its module's p as well, so this turns all of it off
+            for m in student.modules():
+                if isinstance(m, nn.Dropout):
+                    m.p = 0.0
+        if self.eager:
+            teacher.set_attn_implementation("eager")
+            student.set_attn_implementation("eager")
+        if not self.truncate:
+            distiller.teacher_tap.close()
+            distiller.teacher_tap = FeatureTap(distiller.teacher.parts, stage.objective.requests()[0], truncate=False)
+        self.clock.install(distiller.teacher.parts.base, distiller.module.parts.base)
 
 
 def main() -> None:
@@ -58,9 +52,9 @@ def main() -> None:
     args = p.parse_args()
     max_steps = args.warmup + args.steps
     clock = StepClock(sample_after=args.warmup)
-    patch(clock, dropout=not args.no_dropout, eager=args.eager_attention, truncate=not args.no_truncate)
+    timed = Timed(clock, dropout=not args.no_dropout, eager=args.eager_attention, truncate=not args.no_truncate)
     with tempfile.TemporaryDirectory() as tmp:
-        result = run_mod.distill(recipe(Path(tmp) / "run", max_steps), overrides=args.set, overwrite=True)
+        result = distill(recipe(Path(tmp) / "run", max_steps), overrides=args.set, overwrite=True, callbacks=[timed])
         rows = [json.loads(line) for line in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["split"] == "train"]
     finish(args.out, {"system": "bertpress", "losses": [r["loss"] for r in train], "dropout": not args.no_dropout,

@@ -1,9 +1,13 @@
-"""One YAML recipe = one experiment: the validated schema, YAML in/out and ``--set`` overrides."""
+"""One YAML recipe = one experiment: the validated schema and YAML in/out.
+
+A pure schema: it checks types, ranges and the consistency of fields, not names. Initialiser, objective and mapping
+names (and their options) are checked against the registries when the run is built (:func:`bertpress.train.build.
+check_names`), so this module imports nothing but the configuration helpers.
+"""
 
 from __future__ import annotations
 
 import codecs
-import copy
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -11,56 +15,24 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bertpress.config import PACKAGED_TEACHER, Strict, apply_overrides, format_errors, parse_override
 from bertpress.errors import BertpressError
-from bertpress.init import INITIALISERS
-from bertpress.models.teacher import PACKAGED_TEACHER
-from bertpress.objectives import MAPPINGS, OBJECTIVES
-from bertpress.search.spec import SearchSpec
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def _validate_options(registry, name: str, options: dict[str, Any], where: str) -> None:
-    entry = registry.get(name)
-    if entry.options is None:
-        if options:
-            raise ValueError(f"{registry.kind} {name!r} takes no options (got {sorted(options)}): remove {where}")
-        return
-    try:
-        entry.options.model_validate(options)
-    except ValidationError as e:
-        loc, text = _merged_errors(e.errors())[0]
-        raise ValueError(f"{where}.{loc}: {text}") from None
-
-
-class TeacherSpec(_Strict):
+class TeacherSpec(Strict):
     name_or_path: str = Field(PACKAGED_TEACHER, description="HF hub id, local model directory, or the packaged alias")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     mlm_head: bool | None = Field(None, description="force (true) or refuse (false) the MLM head; default: detect")
 
 
-class StudentSpec(_Strict):
+class StudentSpec(Strict):
     num_layers: int | None = Field(None, gt=0, description="student depth (default: half the teacher's layers)")
     hidden_size: int | None = Field(None, gt=0, description="student width (default: the teacher's)")
     num_heads: int | None = Field(None, gt=0, description="attention heads (default: the teacher's head size kept)")
     intermediate_size: int | None = Field(None, gt=0, description="FFN size (default: scaled with the width)")
-    init: str = Field("select", description="initialiser name: " + ", ".join(INITIALISERS.names()))
+    init: str = Field("select", description="initialiser name (see Initialisers below)")
     init_args: dict[str, Any] = Field(default_factory=dict, description="options of the initialiser")
     tokenizer: str | None = Field(None, description="tokenizer for the student (must equal the teacher's vocabulary)")
-
-    @field_validator("init")
-    @classmethod
-    def _known_init(cls, v: str) -> str:
-        if v not in INITIALISERS:
-            raise ValueError(f"unknown initialiser {v!r}: choose one of {', '.join(INITIALISERS.names())}")
-        return v
-
-    @model_validator(mode="after")
-    def _init_args(self) -> StudentSpec:
-        _validate_options(INITIALISERS, self.init, self.init_args, "student.init_args")
-        return self
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> StudentSpec:
@@ -74,7 +46,7 @@ class StudentSpec(_Strict):
         return self
 
 
-class HubDataset(_Strict):
+class HubDataset(Strict):
     dataset: str = Field(description="HF datasets name (e.g. wikitext) or a local dataset directory")
     config: str | None = Field(None, description="dataset configuration (e.g. wikitext-103-raw-v1)")
     split: str = Field("train", description="split to read")
@@ -82,7 +54,7 @@ class HubDataset(_Strict):
     revision: str | None = Field(None, description="hub revision (branch, tag or commit) to pin; part of the cache key")
 
 
-class DataSpec(_Strict):
+class DataSpec(Strict):
     sources: list[str | HubDataset] = Field(
         min_length=1, description="text/JSONL files or globs (.gz ok), dataset directories, or hub datasets")
     text_field: str = Field("text", description="JSONL field (or saved dataset column) holding the text")
@@ -108,36 +80,17 @@ class ObjectiveSpec(BaseModel):
     """``name`` plus that objective's options, written flat: ``{name: tinybert, hidden: 1.0}``."""
 
     model_config = ConfigDict(extra="allow")
-    name: str = Field("tinybert", description="objective name: " + ", ".join(OBJECTIVES.names()))
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in OBJECTIVES:
-            raise ValueError(f"unknown objective {v!r}: choose one of {', '.join(OBJECTIVES.names())}")
-        return v
-
-    @model_validator(mode="after")
-    def _options(self) -> ObjectiveSpec:
-        _validate_options(OBJECTIVES, self.name, self.options, "objective")
-        return self
+    name: str = Field("tinybert", description="objective name (see Objectives below)")
 
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
-class MappingSpec(_Strict):
-    strategy: str = Field("uniform", description="uniform, last, skip, first, or explicit")
+class MappingSpec(Strict):
+    strategy: str = Field("uniform", description="a layer mapping (see Layer mappings below), or explicit")
     layers: list[int] | None = Field(None, description="explicit mapping: teacher layer (1-based) per student layer "
                                      "(repeated or decreasing layers are allowed, with a warning in the log)")
-
-    @field_validator("strategy")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v != "explicit" and v not in MAPPINGS:
-            raise ValueError(f"unknown mapping strategy {v!r}: choose one of {', '.join([*MAPPINGS.names(), 'explicit'])}")
-        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -156,7 +109,7 @@ class MappingSpec(_Strict):
         return self
 
 
-class TrainSpec(_Strict):
+class TrainSpec(Strict):
     max_steps: int = Field(1000, gt=0, description="optimizer steps")
     batch_size: int = Field(32, gt=0, description="blocks per micro-batch per process")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
@@ -177,7 +130,40 @@ class TrainSpec(_Strict):
     on_nonfinite: Literal["stop", "skip"] = Field("stop", description="on a NaN/Inf loss: stop, or skip the batch")
 
 
-class Recipe(_Strict):
+#: A part of the student a stage trains: ``all``, ``embeddings``, ``layer N`` / ``layers N-M`` (1-based),
+#: ``projections`` (the objective's learned projections) or ``head`` (MLM head and pooler).
+PART = re.compile(r"^(all|embeddings|projections|head|layers? (\d+)(?:-(\d+))?)$")
+
+
+class StageSpec(Strict):
+    """One training stage; every field it leaves out is the recipe's (``objective``, ``mapping``, ``train.lr``...)."""
+
+    name: str | None = Field(None, description="stage name (default stage-N), recorded in the output")
+    steps: int = Field(gt=0, description="optimizer steps of this stage")
+    objective: ObjectiveSpec | None = Field(None, description="this stage's objective (default: the recipe's)")
+    mapping: MappingSpec | None = Field(None, description="this stage's layer mapping (default: the recipe's)")
+    lr: float | None = Field(None, gt=0, le=1, description="peak learning rate of the stage (default: train.lr)")
+    warmup_ratio: float | None = Field(None, ge=0, le=1, description="warm-up share of the stage (default: "
+                                                                     "train.warmup_ratio)")
+    trainable: list[str] = Field(["all"], min_length=1, description="what trains: all, embeddings, 'layer N', "
+                                 "'layers N-M', projections, head (the rest stays fixed)")
+
+    @field_validator("trainable")
+    @classmethod
+    def _parts(cls, v: list[str]) -> list[str]:
+        for part in v:
+            m = PART.match(part)
+            if not m:
+                raise ValueError(f"unknown part {part!r}: use all, embeddings, 'layer N', 'layers N-M', projections "
+                                 "or head")
+            if m.group(3) and int(m.group(3)) < int(m.group(2)):
+                raise ValueError(f"part {part!r} ends before it starts: write 'layers {m.group(3)}-{m.group(2)}'")
+            if m.group(2) and int(m.group(2)) < 1:
+                raise ValueError(f"part {part!r}: layers are numbered from 1")
+        return v
+
+
+class Recipe(Strict):
     """A whole experiment. Every field has a default but ``data.sources`` and ``output_dir``."""
 
     name: str = Field("bertpress", description="run name")
@@ -189,8 +175,31 @@ class Recipe(_Strict):
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     mapping: MappingSpec = Field(default_factory=MappingSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
-    search: SearchSpec | None = Field(None, description="layer mapping search (bertpress search-mapping): see "
-                                                        "docs/search.md")
+    stages: list[StageSpec] | None = Field(
+        None, min_length=1, description="ordered training stages (see docs/stages.md); without it the run is one "
+                                        "stage of train.max_steps with the recipe's objective, mapping and lr")
+    search: dict[str, Any] | None = Field(None, description="layer mapping search, read and validated by "
+                                                            "bertpress search-mapping: see docs/search.md")
+
+    @model_validator(mode="after")
+    def _steps_agree(self) -> Recipe:
+        """With stages, ``train.max_steps`` is their sum (given, it must agree)."""
+        if self.stages:
+            total = sum(s.steps for s in self.stages)
+            if "max_steps" in self.train.model_fields_set and self.train.max_steps != total:
+                raise ValueError(f"train.max_steps {self.train.max_steps} disagrees with the stages' steps (sum "
+                                 f"{total}): drop train.max_steps when stages are given, or make them agree")
+            self.train.max_steps = total
+        return self
+
+    def resolved_stages(self) -> list[StageSpec]:
+        """The stages with every default filled in (one stage when the recipe gives none)."""
+        t = self.train
+        given = self.stages or [StageSpec(name="distill", steps=t.max_steps)]
+        return [StageSpec(name=s.name or f"stage-{i}", steps=s.steps, objective=s.objective or self.objective,
+                          mapping=s.mapping or self.mapping, lr=s.lr or t.lr,
+                          warmup_ratio=t.warmup_ratio if s.warmup_ratio is None else s.warmup_ratio,
+                          trainable=s.trainable) for i, s in enumerate(given, 1)]
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -199,102 +208,9 @@ class Recipe(_Strict):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-_HINTS = {
-    "greater_than": "use a larger value",
-    "greater_than_equal": "use a larger value",
-    "less_than": "use a smaller value",
-    "less_than_equal": "use a smaller value",
-    "missing": "add this field",
-    "extra_forbidden": "remove it or fix its spelling",
-    "int_parsing": "give a whole number",
-    "int_type": "give a whole number",
-    "int_from_float": "give a whole number",
-    "float_parsing": "give a number",
-    "float_type": "give a number",
-    "bool_parsing": "give true or false",
-    "bool_type": "give true or false",
-    "string_type": "give a string",
-    "list_type": "give a list",
-    "dict_type": "give a mapping",
-    "model_type": "give a mapping of fields",
-    "too_short": "add at least one entry",
-}
-
-
-def _explain(err: dict[str, Any]) -> str:
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "value_error":
-        return msg
-    got = err.get("input")
-    shown = "" if err["type"] in ("missing", "model_type") or isinstance(got, dict) else f" (got {got!r})"
-    hint = _HINTS.get(err["type"])
-    return f"{msg}{shown}" + (f": {hint}" if hint else "")
-
-
-#: A location part naming a union member (``str``, ``list[int]``, ``literal['a']``, ``HubDataset``), not a field.
-_UNION_TAG = re.compile(r"^(str|int|float|bool|none|[A-Z]\w*|.*\[.*\].*)$")
-
-
-def _merged_errors(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(field path, explanation) per invalid field; the branches of a failed union become one "a, or b" line."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for err in errors:
-        parts = [str(x) if str(x).isprintable() and str(x).strip() == str(x) and str(x) else repr(x)
-                 for x in err["loc"]]
-        if parts and _UNION_TAG.match(parts[-1]) and isinstance(err.get("input"), dict) and any(
-                len(o["loc"]) > len(err["loc"]) and list(map(str, o["loc"][:len(parts) - 1])) == parts[:-1]
-                for o in errors):
-            continue  # a scalar branch of ``str | Model`` given a mapping: the model branch explains better
-        key = ".".join(p for p in parts if not _UNION_TAG.match(p))
-        groups.setdefault(key, []).append(err)
-    out = []
-    for loc, errs in groups.items():
-        if len(errs) > 1 and all(e["type"] != "value_error" for e in errs):
-            msgs = [e["msg"] for e in errs]
-            text = msgs[0] + "".join(f", or {m.removeprefix('Input should be ')}" for m in msgs[1:])
-            got = errs[0].get("input")
-            out.append((loc, f"{text} (got {got!r})"))
-        else:
-            out += [(loc, _explain(e)) for e in errs]
-    return out
-
-
-def format_errors(e: ValidationError, source: str = "recipe", overrides: dict[str, str] | None = None) -> str:
-    """One line per invalid field: ``<source>: <field.path>: <problem>: <fix>``; a field set by an override is
-    blamed on it (``--set train.lr=abc: ...``), not on the recipe file."""
-    lines = []
-    for loc, text in _merged_errors(e.errors()):
-        where = f"--set {overrides[loc]}" if overrides and loc in overrides else source
-        if loc and text.startswith(f"{loc}."):
-            lines.append(f"{where}: {text}")
-        else:
-            lines.append(f"{where}: {loc or '(top level)'}: {text}")
-    return "\n".join(dict.fromkeys(lines))
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``train.lr=1e-4`` -> (["train", "lr"], 1e-4); the value is parsed as YAML."""
-    if "=" not in text:
-        raise BertpressError(f"override {text!r} is not KEY=VALUE: write e.g. --set train.max_steps=100")
-    key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    data = copy.deepcopy(data)
-    for text in overrides:
-        path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise BertpressError(f"override {text!r}: {part!r} is not a section: check the field path")
-        node[path[-1]] = value
-    return data
-
-
-def recipe_from_dict(data: Any, overrides: list[str] | None = None, source: str = "recipe") -> Recipe:
-    """Validate a recipe dict (after applying ``overrides``); errors become one line per field."""
+def recipe_from_dict(data: Any, overrides: list[str] | None = None, source: str = "recipe", *,
+                     schema: type[Recipe] = Recipe) -> Recipe:
+    """Validate a recipe dict (after applying ``overrides``) as ``schema``; errors become one line per field."""
     if data is None:
         raise BertpressError(f"{source}: the recipe is empty: write its sections as YAML (teacher, student, data, "
                              "objective, train; see recipes/)")
@@ -302,14 +218,14 @@ def recipe_from_dict(data: Any, overrides: list[str] | None = None, source: str 
         raise BertpressError(f"{source}: expected a mapping of sections (teacher, student, data, ...), got "
                              f"{type(data).__name__}: write the recipe as YAML key: value pairs")
     try:
-        return Recipe.model_validate(apply_overrides(data, overrides or []))
+        return schema.model_validate(apply_overrides(data, overrides or []))
     except ValidationError as e:
         by_key = {".".join(parse_override(o)[0]): o for o in overrides or []}
         raise BertpressError(format_errors(e, source, by_key)) from None
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read and validate a YAML recipe file."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None, *, schema: type[Recipe] = Recipe) -> Recipe:
+    """Read and validate a YAML recipe file (as ``schema``)."""
     path = Path(path)
     if not path.is_file():
         raise BertpressError(f"recipe {str(path)!r} not found: give the path of a YAML recipe (see recipes/)")
@@ -321,4 +237,4 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise BertpressError(f"{path}: invalid YAML{where} ({getattr(e, 'problem', e)}): fix the syntax") from None
     except UnicodeDecodeError:
         raise BertpressError(f"{path}: not UTF-8 text: save the recipe as UTF-8 YAML") from None
-    return recipe_from_dict(data, overrides, source=str(path))
+    return recipe_from_dict(data, overrides, source=str(path), schema=schema)

@@ -15,6 +15,7 @@ from bertpress.recipe import (
     MappingSpec,
     ObjectiveSpec,
     Recipe,
+    StageSpec,
     StudentSpec,
     TeacherSpec,
     TrainSpec,
@@ -22,7 +23,7 @@ from bertpress.recipe import (
 
 _SECTIONS = (("", Recipe), ("teacher.", TeacherSpec), ("student.", StudentSpec), ("data.", DataSpec),
              ("data.sources[].", HubDataset), ("objective.", ObjectiveSpec), ("mapping.", MappingSpec),
-             ("train.", TrainSpec))
+             ("train.", TrainSpec), ("stages[].", StageSpec))
 
 
 def _default(f: FieldInfo) -> str:

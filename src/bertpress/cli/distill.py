@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from bertpress.recipe import load_recipe
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("distill", help="distil a student as a YAML recipe describes",
@@ -47,10 +45,10 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
+    from bertpress.train.build import resolve_recipe
     from bertpress.train.run import distill
 
-    recipe = load_recipe(args.recipe, cli_overrides(args))
-    result = distill(recipe, resume=args.resume, overwrite=args.overwrite)
+    result = distill(resolve_recipe(args.recipe, cli_overrides(args)), resume=args.resume, overwrite=args.overwrite)
     if not PartialState().is_main_process:
         return 0
     s = result.summary

@@ -22,7 +22,12 @@ def run(args: argparse.Namespace) -> int:
 
         print(recipe_reference(), end="")
         return 0
-    from bertpress.recipe import load_recipe
+    from bertpress.train.build import resolve_recipe
 
-    print(load_recipe(args.recipe, args.overrides).to_yaml(), end="")
+    recipe = resolve_recipe(args.recipe, args.overrides)
+    if recipe.search is not None:  # a search recipe: its search section is checked too
+        from bertpress.search.spec import SearchRecipe
+
+        recipe = resolve_recipe(args.recipe, args.overrides, schema=SearchRecipe)
+    print(recipe.to_yaml(), end="")
     return 0

@@ -42,11 +42,9 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bertpress.recipe import load_recipe
     from bertpress.search.search import search_mapping
 
-    recipe = load_recipe(args.recipe, cli_overrides(args))
-    result = search_mapping(recipe, search_dir=args.output_dir, resume=args.resume, overwrite=args.overwrite,
+    result = search_mapping(args.recipe, overrides=cli_overrides(args), search_dir=args.output_dir, resume=args.resume, overwrite=args.overwrite,
                             command=shlex.join(["bertpress", *sys.argv[1:]]))
     s = result.summary
     best = s["best"]

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bertpress.config import format_errors, parse_override
 from bertpress.errors import BertpressError
 from bertpress.evaluate.tasks import TASKS
-from bertpress.recipe import format_errors, parse_override
 
 
 class FinetuneSettings(BaseModel):

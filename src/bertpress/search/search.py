@@ -19,14 +19,15 @@ from typing import Any
 
 import bertpress
 from bertpress.errors import BertpressError
-from bertpress.recipe import Recipe, load_recipe, recipe_from_dict
+from bertpress.recipe import Recipe, recipe_from_dict
 from bertpress.search import ga
 from bertpress.search.fitness import EvalTask, FitnessFn, proxy_recipe, resolve_fitness
 from bertpress.search.report import write_outputs
 from bertpress.search.runners import Outcome, Runner, available_cores, make_runner
 from bertpress.search.space import Mapping, SearchSpace
-from bertpress.search.spec import SearchSpec, fitness_settings
+from bertpress.search.spec import SearchRecipe, SearchSpec, fitness_settings
 from bertpress.search.state import STATE_FILE, SearchState
+from bertpress.train.build import resolve_recipe
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ class SearchResult:
         return self.summary["best"]["mapping"]
 
 
-def default_search_dir(recipe: Recipe) -> Path:
-    spec = recipe.search or SearchSpec()
+def default_search_dir(recipe: SearchRecipe) -> Path:
+    spec = recipe.search
     return Path(spec.output_dir or f"{recipe.output_dir.rstrip('/')}-search")
 
 
@@ -243,13 +244,8 @@ def search_mapping(recipe: Recipe | str | Path | dict, *, overrides: list[str] |
     ``fitness`` replaces the recipe's fitness function (a module-level function when workers run it); ``runner``
     replaces the runner the recipe asks for; ``runtime_env`` is passed to ``ray.init``.
     """
-    if isinstance(recipe, Recipe):
-        recipe = recipe_from_dict(recipe.to_dict(), overrides) if overrides else recipe
-    elif isinstance(recipe, dict):
-        recipe = recipe_from_dict(recipe, overrides)
-    else:
-        recipe = load_recipe(recipe, overrides)
-    spec = recipe.search or SearchSpec()
+    recipe = resolve_recipe(recipe, overrides, schema=SearchRecipe)
+    spec = recipe.search
     root = Path(search_dir) if search_dir else default_search_dir(recipe)
     _check_dir(root, resume=resume, overwrite=overwrite)
 

@@ -5,21 +5,19 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from bertpress.config import Strict
 from bertpress.errors import BertpressError
 from bertpress.objectives.mapping import MAPPINGS
+from bertpress.recipe import Recipe
 
 #: Sentiment, paraphrase and similarity (the evaluation's proxy tasks): three small GLUE tasks.
 DEFAULT_PROXY_TASKS = ("sst2", "mrpc", "stsb")
 _FITNESS_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ProxySpec(_Strict):
+class ProxySpec(Strict):
     """How one mapping is scored: a short distillation on a corpus sample, then the evaluation's proxy mode."""
 
     steps: int = Field(150, gt=0, description="distillation steps per evaluated mapping")
@@ -46,7 +44,7 @@ class ProxySpec(_Strict):
             raise ValueError(str(e)) from None
 
 
-class SearchSpec(_Strict):
+class SearchSpec(Strict):
     """Layer mapping search (``bertpress search-mapping``): a seeded genetic algorithm over mappings."""
 
     output_dir: str | None = Field(None, description="search directory (default: the recipe's output_dir + '-search')")
@@ -109,6 +107,12 @@ class SearchSpec(_Strict):
         if self.backend == "ray" and self.workers == 0:
             raise ValueError("search.backend 'ray' needs workers >= 1 (concurrent Ray tasks): set workers")
         return self
+
+
+class SearchRecipe(Recipe):
+    """A recipe whose ``search:`` section is validated (``bertpress search-mapping``); the base recipe only carries it."""
+
+    search: SearchSpec = Field(default_factory=SearchSpec, description="layer mapping search: see docs/search.md")
 
 
 def fitness_settings(recipe: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 A checkpoint holds what :meth:`accelerate.Accelerator.save_state` saves (student and projections, optimizer,
 registered scheduler, every process's RNG states) plus ``trainer_state.json`` (step, data position, tokens seen,
-elapsed time). ``--resume`` restores all of it, so a resumed run continues exactly.
+elapsed time, stage). ``--resume`` restores all of it, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ STATE_FILE = "trainer_state.json"
 
 @dataclass
 class TrainState:
-    """Loop position and counters; ``micro_step`` is the number of micro-batches consumed (per process)."""
+    """Loop position and counters; ``micro_step`` is the number of micro-batches consumed (per process), ``stage``
+    the 0-based stage the run is in."""
 
     step: int = 0
+    stage: int = 0
     micro_step: int = 0
     tokens: int = 0
     elapsed: float = 0.0

@@ -1,7 +1,8 @@
-"""The distillation loop: teacher features → student features → objective, on accelerate.
+"""The distillation loop: teacher features → student features → objective, on accelerate, stage after stage.
 
-One process, one GPU or many (DDP via ``accelerate launch``), optional mixed precision; AdamW with linear warm-up and
-decay, gradient accumulation and clipping, validation at intervals, atomic checkpoints and exact resume.
+One process, one GPU or many (DDP via ``accelerate launch``), optional mixed precision; AdamW with each stage's linear
+warm-up and decay, gradient accumulation and clipping, validation at intervals, atomic checkpoints and exact resume
+(inside any stage); callbacks (:mod:`bertpress.train.callbacks`) at stage start, step end, evaluation and save.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -20,17 +22,19 @@ from accelerate.utils import set_seed
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+from transformers import PreTrainedModel
 
 from bertpress.data.corpus import PackedCorpus
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import anatomy
-from bertpress.models.features import FeatureRequest, FeatureTap, teacher_forward
+from bertpress.models.features import FeatureTap, teacher_forward
 from bertpress.models.teacher import Teacher
 from bertpress.objectives.base import Objective
+from bertpress.train.callbacks import Callback, fire
 from bertpress.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from bertpress.train.data import Batcher, BlockDataset, ResumableBatchSampler
 from bertpress.train.metrics import MetricsLog
+from bertpress.train.stages import Stage, StageSchedule, stage_at, trainable_ids
 
 log = logging.getLogger(__name__)
 
@@ -39,79 +43,127 @@ VALID_SEED = 7919
 
 
 class DistillModule(nn.Module):
-    """The trainable part: the student and the objective's projections; ``forward`` returns (loss, terms)."""
+    """The trainable part: the student and every stage's objective (with its projections); ``forward`` returns
+    (loss, terms) of the active stage's objective."""
 
-    def __init__(self, student: PreTrainedModel, objective: Objective, request: FeatureRequest,
-                 compile_student: bool = False) -> None:
+    def __init__(self, student: PreTrainedModel, objectives: Sequence[Objective], compile_student: bool = False) -> None:
         super().__init__()
-        self.student, self.objective = student, objective
-        parts = anatomy(student)
+        self.student, self.objectives = student, nn.ModuleList(objectives)
+        self.parts = anatomy(student)
         if compile_student:
             # compile the hook-free blocks of every layer (attention output, FFN) in place: LayerNorm, GELU,
             # dropout and residual adds fuse, while the hooked Q/K/V projections stay eager (no graph breaks)
-            for layer in parts.layers:
+            for layer in self.parts.layers:
                 for block in (layer.attention.output, layer.intermediate, layer.output):
                     block.compile()
-        self._tap = FeatureTap(parts, request)
+        self.active = 0
+        self._tap: FeatureTap | None = None
+        self.activate(0)
+
+    def activate(self, index: int) -> None:
+        """Make objective ``index`` the one trained: hooks capture what it reads, and only that."""
+        if self._tap is not None:
+            self._tap.close()
+        self.active = index
+        self._tap = FeatureTap(self.parts, self.objectives[index].requests()[1])
 
     def forward(self, batch: dict[str, Tensor], teacher_feats) -> tuple[Tensor, dict[str, Tensor]]:
         feats = self._tap(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return self.objective(feats, teacher_feats, batch)
+        return self.objectives[self.active](feats, teacher_feats, batch)
 
 
-def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def no_weight_decay(name: str, p: nn.Parameter) -> bool:
+    """Biases and normalisation weights take no weight decay (BERT's rule; the one place it is written)."""
+    return p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+
+
+def param_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: ``named`` parameters with ``weight_decay``, and those :func:`no_weight_decay` exempts."""
     decay, no_decay = [], []
-    for name, p in module.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    for name, p in named:
+        (no_decay if no_weight_decay(name, p) else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class Distiller:
-    """Runs one distillation; ``run()`` returns the final metrics. Only the main process writes files."""
+    """Runs one distillation through its stages; ``run()`` returns the final metrics. Only the main process writes
+    files. ``stages`` come from :func:`bertpress.train.build.build_run` (one stage when the recipe has none)."""
 
-    def __init__(self, *, teacher: Teacher, student: PreTrainedModel, objective: Objective, corpus: PackedCorpus,
+    def __init__(self, *, teacher: Teacher, student: PreTrainedModel, stages: Sequence[Stage], corpus: PackedCorpus,
                  tokenizer, train, seed: int, out_dir: Path, mlm_probability: float = 0.15,
-                 accelerator: Accelerator | None = None) -> None:
-        self.teacher, self.objective, self.corpus, self.cfg, self.seed = teacher, objective, corpus, train, seed
+                 accelerator: Accelerator | None = None, callbacks: Sequence[Callback] = ()) -> None:
+        self.teacher, self.corpus, self.cfg, self.seed = teacher, corpus, train, seed
+        self.stages, self.callbacks = list(stages), list(callbacks)
         self.out_dir = Path(out_dir)
         self.acc = accelerator or Accelerator(mixed_precision=train.mixed_precision)
-        t_req, s_req = objective.requests()
-        self.teacher_tap = FeatureTap(teacher.parts, t_req, truncate=True)
         self.teacher.model.to(self.acc.device)
-        self.batcher = Batcher(tokenizer, masking=objective.needs_masking, probability=mlm_probability, seed=seed)
-        self.module = DistillModule(student, objective, s_req, compile_student=train.compile)
-        self.frozen = self._freeze_unreached()
-        if train.freeze_embeddings:
-            anatomy(student).embeddings.word_embeddings.requires_grad_(False)
-            self.frozen.append("word_embeddings (freeze_embeddings)")
-        self.optimizer = torch.optim.AdamW(_param_groups(self.module, train.weight_decay), lr=train.lr,
-                                           betas=(0.9, 0.999), eps=1e-6)
-        warmup = math.ceil(train.warmup_ratio * train.max_steps)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, train.max_steps)
+        self.batcher = Batcher(tokenizer, masking=False, probability=mlm_probability, seed=seed)
+        self.module = DistillModule(student, [s.objective for s in self.stages], compile_student=train.compile)
+        self.teacher_tap: FeatureTap | None = None
+        self.stage = self.stages[0]
+        self.frozen = self._stage_parameters(student)
+        self._enter(self.stages[0])
+        trained = {n for stage in self.stages for n in stage.trains}
+        self.optimizer = torch.optim.AdamW(
+            param_groups(((n, p) for n, p in self.module.named_parameters() if n in trained), train.weight_decay),
+            lr=train.lr, betas=(0.9, 0.999), eps=1e-6)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, StageSchedule(self.stages, train.lr))
         self.model, self.optimizer = self.acc.prepare(self.module, self.optimizer)
         self.acc.register_for_checkpointing(self.scheduler)
         self.ckpt_root = self.out_dir / "checkpoints"
+        self.state = TrainState()
 
     # -- set-up -----------------------------------------------------------------------------------------------
-    def _freeze_unreached(self) -> list[str]:
-        """Freeze parameters no loss term reaches (e.g. an unused MLM head or the pooler), found by one tiny
-        forward/backward, so that DDP and the optimizer only see what trains."""
-        ids = torch.tensor(self.corpus.blocks[self.corpus.train_index[0]][:16], dtype=torch.long)[None]
-        batch = self.batcher(ids.repeat(2, 1), position=0)
-        self.module.train()
-        with torch.enable_grad():
-            loss, _ = self.module(batch, teacher_forward(self.teacher_tap, **self._inputs(batch)))
-            loss.backward()
-        frozen = []
+    def _enter(self, stage: Stage) -> None:
+        """Switch objective, feature hooks, masking and trainable parameters to ``stage``."""
+        self.stage = stage
+        self.module.activate(stage.index)
+        if self.teacher_tap is not None:
+            self.teacher_tap.close()
+        self.teacher_tap = FeatureTap(self.teacher.parts, stage.objective.requests()[0], truncate=True)
+        self.batcher.masking = stage.objective.needs_masking
+        trains = set(stage.trains)
         for name, p in self.module.named_parameters():
-            if p.requires_grad and p.grad is None:
-                p.requires_grad_(False)
-                frozen.append(name)
-            p.grad = None
-        if frozen:
-            log.info("not reached by the objective, kept fixed: %d tensors (%s)", len(frozen),
-                     ", ".join(sorted({n.split(".")[1] if n.count(".") > 1 else n for n in frozen})))
+            p.requires_grad_(name in trains)
+
+    def _stage_parameters(self, student: PreTrainedModel) -> list[str]:
+        """Fill every stage's ``trains``: the parameters its ``trainable`` parts name, less those its objective
+        does not reach (e.g. an unused MLM head, the pooler, another stage's projections), found by one tiny
+        forward/backward per stage (the RNG is left as it was). Returns the parameters no stage trains."""
+        names = {id(p): n for n, p in self.module.named_parameters()}
+        objectives = list(self.module.objectives)
+        fixed = set()
+        if self.cfg.freeze_embeddings:
+            fixed.add(id(anatomy(student).embeddings.word_embeddings.weight))
+        ids = torch.tensor(self.corpus.blocks[self.corpus.train_index[0]][:16], dtype=torch.long)[None]
+        self.module.train()
+        for stage in self.stages:
+            wanted = trainable_ids(self.module.parts, [objectives[stage.index]], stage.trainable) - fixed
+            if "all" in stage.trainable:
+                wanted |= trainable_ids(self.module.parts, objectives, ["projections"]) - fixed
+            self.module.activate(stage.index)
+            tap = FeatureTap(self.teacher.parts, stage.objective.requests()[0], truncate=True)
+            self.batcher.masking = stage.objective.needs_masking
+            batch = self.batcher(ids.repeat(2, 1), position=0)
+            for p in self.module.parameters():
+                p.requires_grad_(id(p) in wanted)
+            with torch.random.fork_rng(devices=[]), torch.enable_grad():
+                loss, _ = self.module(batch, teacher_forward(tap, **self._inputs(batch)))
+                loss.backward()
+            tap.close()
+            stage.trains = [names[id(p)] for p in self.module.parameters() if p.grad is not None]
+            unreached = sorted(names[i] for i in wanted if names[i] not in set(stage.trains))
+            for p in self.module.parameters():
+                p.grad = None
+            if unreached:
+                log.info("stage %s: not reached by its objective, kept fixed: %d tensors (%s)", stage.name,
+                         len(unreached), ", ".join(sorted({n.split(".")[1] if n.count(".") > 1 else n
+                                                           for n in unreached})))
+        trained = {n for s in self.stages for n in s.trains}
+        frozen = [n for n in names.values() if n not in trained]
+        if self.cfg.freeze_embeddings:
+            frozen = [n for n in frozen if not n.endswith("word_embeddings.weight")] + [
+                "word_embeddings (freeze_embeddings)"]
         return frozen
 
     @staticmethod
@@ -170,15 +222,18 @@ class Distiller:
     def run(self, *, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``max_steps`` (or until ``stop_after`` steps, for tests); returns final metrics."""
         cfg, acc = self.cfg, self.acc
-        state = TrainState()
+        state = self.state = TrainState()
         ckpt = latest_checkpoint(self.ckpt_root) if resume else None
         if ckpt is not None:
-            state = load_checkpoint(acc, ckpt)
+            state = self.state = load_checkpoint(acc, ckpt)
         else:
             set_seed(self.seed)
         metrics = MetricsLog(self.out_dir, enabled=acc.is_main_process, resume_step=state.step if ckpt else None)
+        stage = stage_at(self.stages, state.step)
+        self._enter(stage)
+        self._stage_start(metrics, state, record=state.step == stage.start)
         if state.step == 0:
-            metrics.log("valid", 0, self.validate())
+            self._evaluate(metrics, 0)
         self.model.train()
         loader = iter(self._loader(state.micro_step))
         bar = tqdm(total=cfg.max_steps, initial=state.step, desc="distilling", unit="step",
@@ -189,6 +244,9 @@ class Distiller:
         t_start, elapsed0 = time.perf_counter(), state.elapsed
         try:
             while state.step < cfg.max_steps:
+                if state.step >= self.stage.end:  # a stage boundary: the next stage starts
+                    self._enter(stage_at(self.stages, state.step))
+                    self._stage_start(metrics, state)
                 skip = False
                 step_terms: dict[str, Tensor] = {}
                 for micro in range(cfg.grad_accum):
@@ -220,6 +278,7 @@ class Distiller:
                     window[k] = window.get(k, 0.0) + v
                 window_steps += 1
                 bar.update(1)
+                logged = None
                 if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
                     dt = time.perf_counter() - t_window
                     rate = window_steps * cfg.grad_accum * tokens_per_micro / max(dt, 1e-9)
@@ -228,11 +287,15 @@ class Distiller:
                     metrics.log("train", state.step, values)
                     bar.set_postfix(loss=f"{values['loss']:.4f}", tok_s=f"{rate:,.0f}")
                     window, window_steps, t_window = {}, 0, time.perf_counter()
+                    logged = values
+                fire(self.callbacks, "on_step_end", self, state.step, logged)
                 if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < cfg.max_steps:
-                    metrics.log("valid", state.step, self.validate())
+                    self._evaluate(metrics, state.step)
                 state.elapsed = elapsed0 + time.perf_counter() - t_start
-                if cfg.save_every and state.step % cfg.save_every == 0 and state.step < cfg.max_steps:
-                    save_checkpoint(acc, self.ckpt_root, state, cfg.keep_checkpoints)
+                boundary = state.step == self.stage.end and state.step < cfg.max_steps
+                if cfg.save_every and state.step < cfg.max_steps and (state.step % cfg.save_every == 0 or boundary):
+                    path = save_checkpoint(acc, self.ckpt_root, state, cfg.keep_checkpoints)
+                    fire(self.callbacks, "on_save", self, state.step, path)
                 if stop_after is not None and state.step >= stop_after:
                     break
         finally:
@@ -240,9 +303,23 @@ class Distiller:
         final = self.validate()
         state.elapsed = elapsed0 + time.perf_counter() - t_start
         metrics.log("valid", state.step, final)
+        fire(self.callbacks, "on_evaluate", self, state.step, final)
         metrics.close()
-        self.state = state
         return {"valid": final, "state": asdict(state)}
+
+    def _evaluate(self, metrics: MetricsLog, step: int) -> None:
+        values = self.validate()
+        metrics.log("valid", step, values)
+        fire(self.callbacks, "on_evaluate", self, step, values)
+
+    def _stage_start(self, metrics: MetricsLog, state: TrainState, record: bool = True) -> None:
+        """Bookkeeping and callbacks of a stage (re-)entered at ``state.step``; ``record`` logs its start."""
+        state.stage = self.stage.index
+        if record and len(self.stages) > 1:
+            metrics.log("stage", state.step, {"stage": self.stage.index, "name": self.stage.name})
+            log.info("stage %d/%d %r: %d steps from step %d", self.stage.index + 1, len(self.stages),
+                     self.stage.name, self.stage.steps, state.step)
+        fire(self.callbacks, "on_stage_start", self, self.stage)
 
     def _mean_over_processes(self, sums: dict[str, Tensor], steps: int) -> dict[str, float]:
         keys = list(sums)

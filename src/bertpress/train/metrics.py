@@ -29,8 +29,11 @@ class MetricsLog:
         """Drop records past the resumed checkpoint, so the log reads as one uninterrupted run."""
         if not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        def keep(record: dict[str, Any]) -> bool:  # a stage start at the resumed step is logged again on resume
+            at = record.get("step", 0)
+            return at < step or (at == step and record.get("split") != "stage")
+
+        kept = [line for line in self.path.read_text().splitlines() if line.strip() and keep(json.loads(line))]
         atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def log(self, split: str, step: int, values: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,21 +16,19 @@ import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
-from transformers import AutoTokenizer
 
 import bertpress
 from bertpress.atomic import atomic_write_text
 from bertpress.data.corpus import PackedCorpus, load_corpus
-from bertpress.errors import BertpressError
-from bertpress.init import InitContext, check_initialiser, initialise
+from bertpress.init import InitContext, initialise
 from bertpress.models.sentence_stack import local_model_dir
-from bertpress.models.student import StudentShape, build_student, check_same_vocabulary, student_config
-from bertpress.models.teacher import Teacher, load_teacher, resolve_teacher
-from bertpress.objectives import ObjectiveContext, build_objective, resolve_mapping
-from bertpress.recipe import Recipe, load_recipe, recipe_from_dict
+from bertpress.models.teacher import resolve_teacher
+from bertpress.recipe import Recipe
+from bertpress.train.build import build_run, resolve_recipe
+from bertpress.train.callbacks import Callback
 from bertpress.train.distiller import Distiller
 from bertpress.train.output import check_output_dir, opened_output_dir, publish_student
-from bertpress.train.preflight import check_corpus_and_disk, check_setup
+from bertpress.train.preflight import check_corpus_and_disk
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +39,6 @@ class RunResult:
 
     output_dir: Path
     summary: dict[str, Any]
-
-
-def as_recipe(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None) -> Recipe:
-    if isinstance(recipe, Recipe):
-        return recipe_from_dict(recipe.to_dict(), overrides) if overrides else recipe
-    if isinstance(recipe, dict):
-        return recipe_from_dict(recipe, overrides)
-    return load_recipe(recipe, overrides)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -67,17 +57,6 @@ def _sample_batches(corpus: PackedCorpus, batch_size: int, seed: int):
     return sample
 
 
-def _student_tokenizer(recipe: Recipe, teacher: Teacher):
-    if recipe.student.tokenizer is None:
-        return teacher.tokenizer
-    try:
-        tok = AutoTokenizer.from_pretrained(recipe.student.tokenizer)
-    except (OSError, ValueError) as e:
-        raise BertpressError(f"cannot load student.tokenizer {recipe.student.tokenizer!r} ({e}): fix the path") from None
-    check_same_vocabulary(teacher.tokenizer, tok)
-    return tok
-
-
 def make_accelerator(mixed_precision: str) -> Accelerator:
     """An :class:`Accelerator` for this run; in a single process a previous run's state is reset, so several
     runs with different precisions can share one Python process (search, benchmarks, notebooks)."""
@@ -90,35 +69,23 @@ def make_accelerator(mixed_precision: str) -> Accelerator:
 
 
 def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None = None, resume: bool = False,
-            overwrite: bool = False, stop_after: int | None = None,
-            accelerator: Accelerator | None = None) -> RunResult:
+            overwrite: bool = False, stop_after: int | None = None, accelerator: Accelerator | None = None,
+            callbacks: Sequence[Callback] = ()) -> RunResult:
     """Run the distillation a recipe describes; returns the output directory and its summary.
 
     ``resume`` continues from the last complete checkpoint; ``overwrite`` replaces a previous run in the output
-    directory; ``stop_after`` ends the loop early after that many steps (tests and smoke runs).
+    directory; ``stop_after`` ends the loop early after that many steps (tests and smoke runs); ``callbacks`` are
+    called at stage start, step end, evaluation and save (:class:`~bertpress.train.callbacks.Callback`).
     """
     t0 = time.perf_counter()
-    recipe = as_recipe(recipe, overrides)
+    recipe = resolve_recipe(recipe, overrides)
     out = Path(recipe.output_dir)
     check_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
-
-    teacher = load_teacher(recipe.teacher.name_or_path, revision=recipe.teacher.revision,
-                           mlm_head=recipe.teacher.mlm_head)
-    tokenizer = _student_tokenizer(recipe, teacher)
-    spec = recipe.student
-    s_config = student_config(teacher.model.config, StudentShape(spec.num_layers, spec.hidden_size, spec.num_heads,
-                                                                 spec.intermediate_size))
-    mapping = resolve_mapping(recipe.mapping.strategy, s_config.num_hidden_layers,
-                              teacher.model.config.num_hidden_layers, recipe.mapping.layers)
-    objective = build_objective(recipe.objective.name, recipe.objective.options, ObjectiveContext(
-        teacher.model.config, s_config, mapping, teacher.has_mlm_head, teacher.has_mlm_head))
-    check_setup(recipe, teacher.model.config, tokenizer, objective)
+    run = build_run(recipe)
+    teacher, student, spec = run.teacher, run.student, recipe.student
     acc = accelerator or make_accelerator(recipe.train.mixed_precision)
-    torch.manual_seed(recipe.seed)
-    student = build_student(s_config, mlm_head=teacher.has_mlm_head)
-    check_initialiser(spec.init, InitContext(teacher, student, recipe.seed), spec.init_args)
     with acc.main_process_first():
-        corpus = load_corpus(recipe.data, tokenizer, seed=recipe.seed)
+        corpus = load_corpus(recipe.data, run.tokenizer, seed=recipe.seed)
     check_corpus_and_disk(recipe, corpus, out, acc.num_processes, count_parameters(student))
     acc.wait_for_everyone()
     with opened_output_dir(out, overwrite=overwrite, resume=resume, enabled=acc.is_main_process):
@@ -127,11 +94,13 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
         acc.wait_for_everyone()
         sample = _sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
         plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
-        distiller = Distiller(teacher=teacher, student=student, objective=objective, corpus=corpus,
-                              tokenizer=tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
-                              mlm_probability=recipe.data.mlm_probability, accelerator=acc)
+        distiller = Distiller(teacher=teacher, student=student, stages=run.stages, corpus=corpus,
+                              tokenizer=run.tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
+                              mlm_probability=recipe.data.mlm_probability, accelerator=acc, callbacks=callbacks)
     result = distiller.run(resume=resume, stop_after=stop_after)
     final_student = distiller.student()
+    s_config = run.student_config
+    last = run.stages[-1]
     summary = {
         "bertpress_version": bertpress.__version__,
         "recipe": recipe.to_dict(),
@@ -141,8 +110,9 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
                     "hidden_size": s_config.hidden_size, "num_heads": s_config.num_attention_heads,
                     "intermediate_size": s_config.intermediate_size, "mlm_head": teacher.has_mlm_head},
         "init": plan,
-        "mapping": mapping,
-        "objective": {"name": recipe.objective.name, **objective.describe()},
+        "mapping": last.mapping,
+        "objective": {"name": recipe.resolved_stages()[-1].objective.name, **last.objective.describe()},
+        "stages": [s.describe() for s in run.stages],
         "frozen": distiller.frozen,
         "corpus": corpus.meta,
         "final": result["valid"],
@@ -156,7 +126,7 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
                      "accelerate": accelerate.__version__},
     }
     if acc.is_main_process:
-        publish_student(out, final_student, tokenizer, summary,
+        publish_student(out, final_student, run.tokenizer, summary,
                         local_model_dir(resolve_teacher(recipe.teacher.name_or_path), recipe.teacher.revision))
     acc.wait_for_everyone()
     return RunResult(out, summary)

@@ -1,0 +1,164 @@
+"""From a recipe to a runnable distillation: names checked against the registries, then every part built once.
+
+``resolve_recipe`` is the one way to turn a path, dict or :class:`Recipe` (plus ``--set`` overrides) into a recipe
+whose initialiser, objective and mapping names and options are known to the registries; ``build_run`` builds what
+every stage needs (teacher, student configuration, mappings, objectives, student) for ``distill``, the quickstart,
+the search and the benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, PretrainedConfig, PreTrainedModel
+
+from bertpress.config import validate_options
+from bertpress.errors import BertpressError
+from bertpress.init import INITIALISERS, InitContext, check_initialiser
+from bertpress.models.student import StudentShape, build_student, check_same_vocabulary, student_config
+from bertpress.models.teacher import Teacher, load_teacher
+from bertpress.objectives import MAPPINGS, OBJECTIVES, ObjectiveContext, build_objective, resolve_mapping
+from bertpress.recipe import MappingSpec, ObjectiveSpec, Recipe, load_recipe, recipe_from_dict
+from bertpress.registry import Registry
+from bertpress.train.preflight import check_setup
+from bertpress.train.stages import Stage
+
+
+def _name_problem(registry: Registry, name: str, what: str, extra: tuple[str, ...] = ()) -> str | None:
+    if name in registry or name in extra:
+        return None
+    return f"unknown {what} {name!r}: choose one of {', '.join([*registry.names(), *extra])}"
+
+
+def _options_problem(registry: Registry, name: str, options: dict[str, Any], where: str) -> str | None:
+    try:
+        validate_options(registry.get(name).options, registry.kind, name, options, where)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _objective_problems(spec: ObjectiveSpec, where: str) -> list[tuple[str, str]]:
+    bad = _name_problem(OBJECTIVES, spec.name, "objective")
+    if bad:
+        return [(f"{where}.name", bad)]
+    bad = _options_problem(OBJECTIVES, spec.name, spec.options, where)
+    return [(where, bad)] if bad else []
+
+
+def _mapping_problems(spec: MappingSpec, where: str) -> list[tuple[str, str]]:
+    bad = _name_problem(MAPPINGS, spec.strategy, "mapping strategy", ("explicit",))
+    return [(f"{where}.strategy", bad)] if bad else []
+
+
+def check_names(recipe: Recipe, source: str = "recipe") -> Recipe:
+    """Refuse unknown initialiser, objective and mapping names and invalid options, one line per problem."""
+    problems: list[tuple[str, str]] = []
+    bad = _name_problem(INITIALISERS, recipe.student.init, "initialiser")
+    if bad:
+        problems.append(("student.init", bad))
+    else:
+        bad = _options_problem(INITIALISERS, recipe.student.init, recipe.student.init_args, "student.init_args")
+        if bad:
+            problems.append(("student.init_args", bad))
+    problems += _objective_problems(recipe.objective, "objective")
+    problems += _mapping_problems(recipe.mapping, "mapping")
+    for i, stage in enumerate(recipe.stages or []):
+        if stage.objective is not None:
+            problems += _objective_problems(stage.objective, f"stages.{i}.objective")
+        if stage.mapping is not None:
+            problems += _mapping_problems(stage.mapping, f"stages.{i}.mapping")
+    if problems:
+        lines = [f"{source}: {text}" if text.startswith(f"{loc}.") else f"{source}: {loc}: {text}"
+                 for loc, text in problems]
+        raise BertpressError("\n".join(dict.fromkeys(lines)))
+    return recipe
+
+
+def resolve_recipe(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None, *,
+                   schema: type[Recipe] = Recipe) -> Recipe:
+    """A validated recipe (``schema``) from a path, a dict or a recipe, with ``overrides`` applied and its names
+    checked against the registries."""
+    source = "recipe"
+    if isinstance(recipe, Recipe):
+        recipe = recipe_from_dict(recipe.to_dict(), overrides, schema=schema) if overrides or not isinstance(
+            recipe, schema) else recipe
+    elif isinstance(recipe, (str, Path)):
+        source = str(recipe)
+        recipe = load_recipe(recipe, overrides, schema=schema)
+    else:  # a dict (anything else is refused by recipe_from_dict in one line)
+        recipe = recipe_from_dict(recipe, overrides, schema=schema)
+    return check_names(recipe, source)
+
+
+@dataclass
+class Run:
+    """Everything a recipe builds before training: the frozen teacher, the student (randomly initialised, not yet
+    initialised from the teacher), its tokenizer and configuration, and the stages with their objectives."""
+
+    recipe: Recipe
+    teacher: Teacher
+    tokenizer: Any
+    student_config: PretrainedConfig
+    stages: list[Stage]
+    student: PreTrainedModel
+
+    @property
+    def mapping(self) -> list[int]:
+        """The layer mapping of the last stage (the run's, when it has one stage)."""
+        return self.stages[-1].mapping
+
+
+def student_tokenizer(recipe: Recipe, teacher: Teacher):
+    """The teacher's tokenizer, or ``student.tokenizer`` when it has the same vocabulary."""
+    if recipe.student.tokenizer is None:
+        return teacher.tokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(recipe.student.tokenizer)
+    except (OSError, ValueError) as e:
+        raise BertpressError(f"cannot load student.tokenizer {recipe.student.tokenizer!r} ({e}): fix the path") from None
+    check_same_vocabulary(teacher.tokenizer, tok)
+    return tok
+
+
+def build_stages(recipe: Recipe, teacher_config: PretrainedConfig, s_config: PretrainedConfig,
+                 has_head: bool) -> list[Stage]:
+    """Every stage with its mapping and objective; projections are initialised from the recipe's seed (stage i
+    from ``seed + i``), so the same recipe always starts from the same weights."""
+    stages, start = [], 0
+    for i, spec in enumerate(recipe.resolved_stages()):
+        mapping = resolve_mapping(spec.mapping.strategy, s_config.num_hidden_layers,
+                                  teacher_config.num_hidden_layers, spec.mapping.layers)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed + i)
+            objective = build_objective(spec.objective.name, spec.objective.options, ObjectiveContext(
+                teacher_config, s_config, mapping, has_head, has_head))
+        stages.append(Stage(i, spec.name, start, spec.steps, objective, mapping, spec.lr, spec.warmup_ratio,
+                            spec.trainable))
+        start += spec.steps
+    return stages
+
+
+def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None) -> Run:
+    """Teacher → student configuration → mappings → objectives → student, as ``recipe`` says.
+
+    Cheap checks that need the models but no corpus run here (sequence length, mask token, precision, the
+    initialiser's shape checks), so a bad recipe fails before anything is written.
+    """
+    recipe = resolve_recipe(recipe, overrides)
+    teacher = load_teacher(recipe.teacher.name_or_path, revision=recipe.teacher.revision,
+                           mlm_head=recipe.teacher.mlm_head)
+    tokenizer = student_tokenizer(recipe, teacher)
+    spec = recipe.student
+    s_config = student_config(teacher.model.config, StudentShape(spec.num_layers, spec.hidden_size, spec.num_heads,
+                                                                 spec.intermediate_size))
+    stages = build_stages(recipe, teacher.model.config, s_config, teacher.has_mlm_head)
+    for stage in stages:
+        check_setup(recipe, teacher.model.config, tokenizer, stage.objective)
+    torch.manual_seed(recipe.seed)
+    student = build_student(s_config, mlm_head=teacher.has_mlm_head)
+    check_initialiser(spec.init, InitContext(teacher, student, recipe.seed), spec.init_args)
+    return Run(recipe, teacher, tokenizer, s_config, stages, student)
