@@ -2,8 +2,11 @@
 
 Each config keeps what the real checkpoints of that type have and tests would otherwise miss: dropout 0.1 in
 hidden states and attention, RoBERTa's position offset (``padding_idx + 1``) and single token type, ELECTRA-small's
-factorised embeddings (``embedding_size`` = half the width, projected up), ERNIE's task-type fields. Only the sizes
-are tiny. All share the tiny WordPiece tokenizer (pad id 0, so ``pad_token_id`` is 0 everywhere).
+factorised embeddings (``embedding_size`` = half the width, projected up), ERNIE's task-type fields, DistilBERT's
+own field names, MPNet's shared relative-attention bias, DeBERTa-v3's disentangled attention (relative positions,
+shared attention keys, no absolute positions), ModernBERT's fused QKV, GLU, rotary positions, local/global
+attention, bias-free layers and dropout 0. Only the sizes are tiny. All share the tiny WordPiece tokenizer (pad id
+0, so ``pad_token_id`` is 0 everywhere).
 """
 
 from __future__ import annotations
@@ -25,8 +28,24 @@ _LAYOUTS: dict[str, dict] = {
     "camembert": {"type_vocab_size": 1, "max_position_embeddings": 66},
     "data2vec-text": {"type_vocab_size": 1, "max_position_embeddings": 66},
     "electra": {"embedding_size": 16},  # electra-small: embedding_size 128 < hidden_size 256
+    # distilbert-base-uncased, with its own field names
+    "distilbert": {"dim": 32, "n_layers": 4, "n_heads": 4, "hidden_dim": 64, "dropout": 0.1,
+                   "attention_dropout": 0.1},
+    # all-mpnet-base-v2 / mpnet-base: relative-attention bias shared by all layers, RoBERTa-style position offset
+    "mpnet": {"max_position_embeddings": 66, "relative_attention_num_buckets": 32},
+    # deberta-v3-*: relative positions (buckets), shared attention keys, c2p + p2c, no absolute positions
+    "deberta-v2": {"relative_attention": True, "position_buckets": 16, "max_relative_positions": -1,
+                   "norm_rel_ebd": "layer_norm", "share_att_key": True, "pos_att_type": ["p2c", "c2p"],
+                   "position_biased_input": False, "type_vocab_size": 0},
+    # ModernBERT-base: fused Wqkv, GLU, rotary, a global layer every 3rd (local window otherwise), no biases,
+    # dropout 0 (its real default)
+    "modernbert": {"global_attn_every_n_layers": 3, "local_attention": 16, "hidden_dropout_prob": None,
+                   "attention_probs_dropout_prob": None, "cls_token_id": 2, "sep_token_id": 3, "bos_token_id": 2,
+                   "eos_token_id": 3},
 }
 MODEL_TYPES = tuple(_LAYOUTS)
+#: (config field, value) of each type's real dropout default, which the fixture keeps
+REAL_DROPOUT = {"distilbert": ("dropout", 0.1), "modernbert": ("mlp_dropout", 0.0)}
 
 
 def layout_config(model_type: str, **overrides) -> PretrainedConfig:
@@ -36,6 +55,11 @@ def layout_config(model_type: str, **overrides) -> PretrainedConfig:
                attention_probs_dropout_prob=0.1, pad_token_id=0)
     cfg.update(_LAYOUTS[model_type])
     cfg.update(overrides)
+    if model_type == "distilbert":
+        cfg = {k: v for k, v in cfg.items() if k not in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                        "intermediate_size", "hidden_dropout_prob",
+                                                        "attention_probs_dropout_prob")}
+    cfg = {k: v for k, v in cfg.items() if v is not None}
     return CONFIG_MAPPING[model_type](**cfg)
 
 

@@ -65,7 +65,8 @@ def _with(section, **fields):
     (_with("data", validation_fraction=0.9), "data.validation_fraction: Input should be less than 0.5"),
     (["not", "a", "mapping"], "expected a mapping of sections"),
     (_with("student", init="etd-rand", init_args={"layers": "importance"}),
-     r"student.init_args.layers: Input should be a valid list, or 'uniform' \(got 'importance'\)"),
+     r"student.init_args.layers: 'importance' is neither a list of teacher layers nor one of first, last, skip, "
+     r"uniform"),
     (_with("data", sources=[{"dataset": "wikitext", "bogus": 1}]),
      r"^recipe: data.sources.0.bogus: Extra inputs are not permitted \(got 1\)"),
     ({**BASE, "stages": []}, "stages: List should have at least 1 item"),

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import torch
 import yaml
 
+from bertpress.data.tasks.files import default_data_dir
+from bertpress.evaluate.latency import conditions
 from bertpress.objectives.mapping import uniform
 from bertpress.recipe import recipe_from_dict
 from bertpress.train.checkpoint import latest_checkpoint
@@ -58,7 +59,7 @@ GOAL = 0.30  # the paper's claim: ETD reaches the baseline's final quality with 
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("BERTPRESS_DATA", REPO.parent / "shared" / "data"))
+    return default_data_dir()
 
 
 def make_recipe(shape: str, init: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -109,12 +110,11 @@ def steps_to_reach(curve: list[tuple[int, float]], target: float) -> float | Non
 
 
 def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-               platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    """The library's measurement conditions, under the names this report has always used."""
+    c = conditions()
+    return {"cpu": c["cpu"], "cores": c["cpu_count"], "torch_threads": c["torch_threads"], "torch": c["torch"],
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load_average_at_start": c["load_average"]}
 
 
 def fmt_fraction(f: float | None) -> str:
@@ -133,7 +133,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "small budget, not final student quality.", "",
         f"`{ALIGNED}` is `etd-impt` with `init_args.layers` set to the teacher layers the uniform mapping distils "
         "each student layer from; plain `select` / `etd-*` keep every other teacher layer from the first "
-        "(`layers: uniform`). At the teacher's width (3L-384H) there is nothing to extract in width, so `select`, "
+        "(`layers: skip`, called `uniform` when this was run). At the teacher's width (3L-384H) there is nothing to extract in width, so `select`, "
         "`etd-rand` and `etd-impt` build the same student.", "",
         "| shape | init | teacher layers copied | mapped to | held-out loss at step 0 | final held-out loss | "
         "fraction of steps to reach random's final loss | wall time (s) |",

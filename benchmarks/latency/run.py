@@ -28,22 +28,27 @@ from torch import Tensor, nn
 
 from bertpress.evaluate.latency import conditions, footprint, measure_latency
 from bertpress.init import InitContext, initialise
-from bertpress.models.student import StudentShape, build_student, student_config
-from bertpress.models.teacher import load_teacher, packaged_teacher_path
+from bertpress.models.teacher import packaged_teacher_path
+from bertpress.train.build import build_run
 
 HERE = Path(__file__).resolve().parent
 SEQ_LEN = 128
 SEED = 42
 
 
+def _student(tmp: Path, **student: Any):
+    """The student a recipe with this ``student`` section builds (``build_run`` reads no corpus: none is needed)."""
+    run = build_run({"seed": SEED, "output_dir": str(tmp / "unused"), "student": student,
+                     "data": {"sources": ["not read by build_run"]}})
+    initialise(run.recipe.student.init, InitContext(run.teacher, run.student, SEED), run.recipe.student.init_args)
+    return run.student
+
+
 def build_models(tmp: Path) -> dict[str, Path]:
     """name -> saved model directory."""
-    teacher = load_teacher("packaged:all-MiniLM-L6-v2")
     dirs = {"teacher 6L x 384": packaged_teacher_path()}
-    torch.manual_seed(SEED)
-    select = build_student(student_config(teacher.model.config, StudentShape(num_layers=3)), mlm_head=False)
-    initialise("select", InitContext(teacher, select, SEED))
-    narrow = build_student(student_config(teacher.model.config, StudentShape(4, 256, 8, 1024)), mlm_head=False)
+    select = _student(tmp, num_layers=3, init="select")
+    narrow = _student(tmp, num_layers=4, hidden_size=256, num_heads=8, intermediate_size=1024, init="random")
     for name, model in (("student 3L x 384 (select)", select), ("student 4L x 256, 8 heads, FFN 1024", narrow)):
         path = tmp / name.split()[1]
         model.save_pretrained(path)

@@ -155,8 +155,9 @@ def evaluate_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
 def machine() -> dict[str, Any]:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    from bertpress.evaluate.latency import cpu_name
+
+    cpu = cpu_name()
     mem = next((int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemTotal")), None)
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "memory_mib": mem, "python": platform.python_version(),

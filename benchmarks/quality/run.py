@@ -43,9 +43,9 @@ from bertpress.evaluate.settings import resolve_settings
 from bertpress.evaluate.suite import ModelSpec, evaluate_model
 from bertpress.evaluate.tasks import load_task
 from bertpress.init import InitContext, initialise
-from bertpress.models.student import StudentShape, build_student, student_config
-from bertpress.models.teacher import PACKAGED_TEACHER, load_teacher, resolve_teacher
+from bertpress.models.teacher import PACKAGED_TEACHER, resolve_teacher
 from bertpress.recipe import recipe_from_dict
+from bertpress.train.build import build_run
 from bertpress.train.checkpoint import latest_checkpoint
 from bertpress.train.run import distill
 
@@ -113,12 +113,12 @@ def make_baseline(name: str, out_dir: Path) -> Path:
     path = out_dir / name
     if (path / "model.safetensors").is_file():
         return path
-    teacher = load_teacher(PACKAGED_TEACHER)
-    torch.manual_seed(0)
-    student = build_student(student_config(teacher.model.config, StudentShape(3, None, None, None)), mlm_head=False)
-    initialise("select", InitContext(teacher, student, 0), {"layers": BASELINES[name]})
-    student.save_pretrained(path)
-    teacher.tokenizer.save_pretrained(path)
+    run = build_run({"seed": 0, "output_dir": str(path), "teacher": {"name_or_path": PACKAGED_TEACHER},
+                     "student": {"num_layers": 3, "init": "select", "init_args": {"layers": BASELINES[name]}},
+                     "data": {"sources": [str(default_data_dir() / CORPUS)]}})
+    initialise("select", InitContext(run.teacher, run.student, 0), {"layers": BASELINES[name]})
+    run.student.save_pretrained(path)
+    run.teacher.tokenizer.save_pretrained(path)
     atomic_write_json(path / "bertpress.json", {"teacher": {"source": PACKAGED_TEACHER}, "init": BASELINES[name]})
     return path
 

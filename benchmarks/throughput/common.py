@@ -44,9 +44,10 @@ TEACHER = "packaged:all-MiniLM-L6-v2"
 
 
 def data_root() -> Path:
-    """``$BERTPRESS_DATA`` or ``../shared/data`` beside the repository."""
-    env = os.environ.get("BERTPRESS_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+    """``$BERTPRESS_DATA`` or ``../shared/data`` beside the repository (the library's rule)."""
+    from bertpress.data.tasks.files import default_data_dir
+
+    return default_data_dir()
 
 
 def corpus_glob() -> str:
@@ -129,12 +130,10 @@ def batches(tokenizer, max_steps: int) -> DataLoader:
 def optimizer_and_schedule(student: nn.Module, max_steps: int
                            ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW with bertpress's parameter groups (no decay on biases and LayerNorms) and linear warm-up/decay."""
-    decay, no_decay = [], []
-    for name, p in student.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=(0.9, 0.999), eps=1e-6)
+    from bertpress.optim import decay_groups
+
+    opt = torch.optim.AdamW(decay_groups((p for p in student.parameters() if p.requires_grad), WEIGHT_DECAY), lr=LR,
+                            betas=(0.9, 0.999), eps=1e-6)
     return opt, get_linear_schedule_with_warmup(opt, warmup_steps(max_steps), max_steps)
 
 

@@ -7,12 +7,17 @@ from functools import lru_cache
 from pathlib import Path
 
 
-@lru_cache(maxsize=4096)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
+def update_with_file(digest, path: str | Path) -> None:
+    """Feed the bytes of ``path`` to ``digest`` (a ``hashlib`` object), 1 MiB at a time."""
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+
+
+@lru_cache(maxsize=4096)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    update_with_file(digest, path)
     return digest.hexdigest()[:20]
 
 

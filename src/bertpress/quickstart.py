@@ -22,9 +22,9 @@ from bertpress.evaluate.latency import footprint, measure_latency
 from bertpress.evaluate.zeroshot import sts_zeroshot
 from bertpress.init import InitContext, initialise
 from bertpress.models.pooling import model_pooling
-from bertpress.models.student import StudentShape, build_student, student_config
-from bertpress.models.teacher import PACKAGED_TEACHER, load_teacher
+from bertpress.models.teacher import PACKAGED_TEACHER
 from bertpress.recipe import recipe_from_dict
+from bertpress.train.build import build_run
 from bertpress.train.metrics import read_metrics
 from bertpress.train.run import distill
 
@@ -84,11 +84,10 @@ def run_quickstart(out_dir: Path, *, corpus: list[str] | None = None, steps: int
     sources = corpus or [str(write_builtin_corpus(out_dir / "corpus" / "stdlib-docstrings.txt"))]
     recipe = recipe_from_dict(quickstart_recipe(out_dir, sources, steps, batch_size, lr))
 
-    teacher = load_teacher(PACKAGED_TEACHER)
+    run = build_run(recipe)  # the student before distillation: the copied teacher layers
+    teacher, initial = run.teacher, run.student
     held_out = torch.as_tensor(load_corpus(recipe.data, teacher.tokenizer, seed=recipe.seed).valid, dtype=torch.long)
-    torch.manual_seed(recipe.seed)
-    initial = build_student(student_config(teacher.model.config, StudentShape(num_layers=3)), mlm_head=False)
-    initialise("select", InitContext(teacher, initial, recipe.seed), recipe.student.init_args)
+    initialise(recipe.student.init, InitContext(teacher, initial, recipe.seed), recipe.student.init_args)
     before = representation_agreement(teacher.model, initial, held_out)
     sts, pooling = _sts_pairs(sts_pairs), model_pooling(Path(teacher.model.name_or_path))[0]
 

@@ -18,11 +18,36 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bertpress.config import PACKAGED_TEACHER, Strict, apply_overrides, format_errors, parse_override
 from bertpress.errors import BertpressError
 
+#: Recipe fields that never change what a run computes (where it writes, how often it logs, evaluates and
+#: checkpoints, the loader's worker count, the validation cap): a run may resume with them changed, and the
+#: search's fitness cache ignores them.
+RESULT_NEUTRAL_FIELDS = frozenset({"output_dir", "data.cache_dir", "train.eval_every", "train.eval_batches",
+                                   "train.save_every", "train.keep_checkpoints", "train.log_every",
+                                   "train.num_workers"})
+
+
+class MLMHeadFitSpec(Strict):
+    """Fitting an MLM head on a teacher without one (on its frozen last layer, the run's corpus; cached)."""
+
+    steps: int = Field(500, gt=0, description="AdamW steps of the head fit")
+    batch_size: int = Field(32, gt=0, description="blocks per step")
+    lr: float = Field(1e-3, gt=0, le=1, description="learning rate of the head")
+
 
 class TeacherSpec(Strict):
     name_or_path: str = Field(PACKAGED_TEACHER, description="HF hub id, local model directory, or the packaged alias")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     mlm_head: bool | None = Field(None, description="force (true) or refuse (false) the MLM head; default: detect")
+    fit_mlm_head: MLMHeadFitSpec | None = Field(
+        None, description="teacher without an MLM head: fit one first (e.g. {steps: 500}) so soft targets and the MLM "
+                          "loss can be used; ignored when the teacher has a head")
+
+    @model_validator(mode="after")
+    def _head_wanted(self) -> TeacherSpec:
+        if self.mlm_head is False and self.fit_mlm_head is not None:
+            raise ValueError("teacher.mlm_head false refuses an MLM head that teacher.fit_mlm_head would fit: drop "
+                             "one of the two")
+        return self
 
 
 class StudentSpec(Strict):
@@ -30,6 +55,9 @@ class StudentSpec(Strict):
     hidden_size: int | None = Field(None, gt=0, description="student width (default: the teacher's)")
     num_heads: int | None = Field(None, gt=0, description="attention heads (default: the teacher's head size kept)")
     intermediate_size: int | None = Field(None, gt=0, description="FFN size (default: scaled with the width)")
+    architecture: str | None = Field(None, description="student architecture (see Student architectures below; "
+                                                       "default: the teacher's type)")
+    architecture_options: dict[str, Any] = Field(default_factory=dict, description="options of the architecture")
     init: str = Field("select", description="initialiser name (see Initialisers below)")
     init_args: dict[str, Any] = Field(default_factory=dict, description="options of the initialiser")
     tokenizer: str | None = Field(None, description="tokenizer for the student (must equal the teacher's vocabulary)")

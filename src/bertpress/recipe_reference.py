@@ -8,7 +8,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from bertpress.init import INITIALISERS
+from bertpress.models.architectures import ARCHITECTURES
 from bertpress.objectives import MAPPINGS, OBJECTIVES
+from bertpress.objectives.matches import MatchSpec
 from bertpress.recipe import (
     DataSpec,
     HubDataset,
@@ -54,7 +56,13 @@ def recipe_reference() -> str:
     for entry in OBJECTIVES:
         out += [f"### `{entry.name}`", "", entry.summary, "", "| option | default | meaning |", "|---|---|---|",
                 *_rows(entry.options), ""]
-    out += ["## Initialisers", "", "Chosen with `student.init`; options under `student.init_args`.", ""]
+    out += ["### Matches", "", "Each entry of `objective.matches` (with `name: matches`); the presets above expand into "
+            "the same form, written to the run's `bertpress.json` (see docs/stages.md).", "",
+            "| match field | default | meaning |", "|---|---|---|", *_rows(MatchSpec), ""]
+    out += ["## Student architectures", "", "Chosen with `student.architecture` (default: the teacher's type); options "
+            "under `student.architecture_options`.", ""]
+    out += [f"- `{e.name}`: {e.summary}" for e in ARCHITECTURES]
+    out += ["", "## Initialisers", "", "Chosen with `student.init`; options under `student.init_args`.", ""]
     for entry in INITIALISERS:
         out += [f"### `{entry.name}`", "", entry.summary, ""]
         if entry.options is not None:

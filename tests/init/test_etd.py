@@ -196,3 +196,13 @@ def test_impt_caches_and_reuses_scores(tiny_teacher_mlm, tmp_path, monkeypatch):
         k: v for k, v in first.items() if k != "importance"}
     with pytest.raises(AssertionError, match="recomputed"):  # another sample -> another key
         initialise("etd-impt", make(teacher, tmp_path, **shape)[1], {"importance_batches": 3})
+
+
+@pytest.mark.parametrize(("rule", "layers"), [("skip", [1, 3]), ("uniform", [2, 4]), ("last", [3, 4]),
+                                              ("first", [1, 2])])
+def test_etd_layer_rules_are_the_mapping_strategies(rule, layers):
+    """``init_args.layers`` takes a mapping's name with the mapping's meaning (``uniform`` used to mean skip)."""
+    from bertpress.init.etd import choose_layers
+    from bertpress.objectives.mapping import resolve_mapping
+
+    assert choose_layers(rule, 4, 2) == layers == resolve_mapping(rule, 2, 4)

@@ -4,15 +4,17 @@ from transformers import AutoModel
 
 from bertpress.errors import BertpressError
 from bertpress.init import InitContext, initialise
-from bertpress.init.select import every_other_layer
 from bertpress.models.student import StudentShape, build_student, student_config
 from bertpress.models.teacher import load_teacher
 
 
-def test_every_other_layer_matches_distilbert_rule():
-    assert every_other_layer(6, 3) == [1, 3, 5]
-    assert every_other_layer(12, 6) == [1, 3, 5, 7, 9, 11]
-    assert every_other_layer(4, 4) == [1, 2, 3, 4]
+def test_default_layers_are_the_skip_mapping():
+    """select's default is the ``skip`` mapping, DistilBERT's every-other rule from the first layer."""
+    from bertpress.objectives.mapping import skip
+
+    assert skip(3, 6) == [1, 3, 5]
+    assert skip(6, 12) == [1, 3, 5, 7, 9, 11]
+    assert skip(4, 4) == [1, 2, 3, 4]
 
 
 def test_select_all_layers_reproduces_teacher(tiny_teacher):

@@ -18,7 +18,7 @@ def test_tap_matches_hf_outputs_and_truncates(tiny_teacher_mlm):
     assert not calls, "layers past the deepest requested one must not run"
     torch.testing.assert_close(feats.hidden[0], ref.hidden_states[0])
     torch.testing.assert_close(feats.hidden[2], ref.hidden_states[2])
-    q_proj = teacher.parts.attention_projections(1)[0]
+    q_proj = teacher.parts.attention_projections(1)[0].module
     torch.testing.assert_close(feats.query[2], q_proj(ref.hidden_states[1]))
     assert not feats.hidden[0].is_inference()
     assert len(teacher.parts.layers) == 4

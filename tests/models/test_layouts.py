@@ -1,4 +1,5 @@
-"""Every supported model type, in its real layout (dropout on, factorised ELECTRA embeddings, RoBERTa offsets):
+"""Every supported model type, in its real layout (dropout as the real checkpoints, factorised ELECTRA embeddings,
+RoBERTa offsets, DistilBERT field names, MPNet and DeBERTa relative positions, ModernBERT fused QKV and GLU):
 full-shape ``select`` / ETD reproduce the teacher, and every objective starts at zero distance from it."""
 
 import pytest
@@ -11,7 +12,7 @@ from bertpress.models.teacher import load_teacher
 from bertpress.train.metrics import read_metrics
 from bertpress.train.run import distill
 
-from layouts import MODEL_TYPES, save_layout_teacher
+from layouts import MODEL_TYPES, REAL_DROPOUT, save_layout_teacher
 from tiny_models import tiny_text
 
 
@@ -30,7 +31,8 @@ def _outputs(model, ids):
 def test_full_shape_init_reproduces_teacher(layout_teacher, init):
     model_type, path = layout_teacher
     teacher = load_teacher(str(path))
-    assert teacher.model.config.hidden_dropout_prob == 0.1, "the fixture keeps the real dropout"
+    field, value = REAL_DROPOUT.get(model_type, ("hidden_dropout_prob", 0.1))
+    assert getattr(teacher.model.config, field) == value, "the fixture keeps the real dropout"
     cfg = student_config(teacher.model.config, StudentShape(4, None, None, None))
     torch.manual_seed(1)
     student = build_student(cfg, mlm_head=True)
@@ -84,3 +86,41 @@ def test_every_objective_starts_at_the_teacher(layout_teacher, objective, tmp_pa
         assert abs(start[term]) < 1e-5, (model_type, term, start)
     final = result.summary["final"]
     assert all(torch.isfinite(torch.tensor(v)) for v in final.values())
+
+
+def test_unsupported_model_type_is_refused_in_one_line(tmp_path):
+    from transformers import GPT2Config, GPT2Model
+
+    from bertpress.errors import BertpressError
+
+    from tiny_models import tiny_tokenizer
+
+    GPT2Model(GPT2Config(vocab_size=120, n_embd=32, n_layer=2, n_head=4)).save_pretrained(tmp_path / "gpt2")
+    tiny_tokenizer().save_pretrained(tmp_path / "gpt2")
+    with pytest.raises(BertpressError, match=r"model type 'gpt2' is not supported: use a teacher of type bert, "
+                                             r"ernie, .*distilbert, mpnet, deberta-v2, modernbert$"):
+        load_teacher(str(tmp_path / "gpt2"))
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "mpnet", "deberta-v2", "modernbert"])
+def test_narrow_etd_slices_each_layout(model_type, tmp_path):
+    """Half the heads and neurons: fused Q/K/V thirds and GLU halves take the same heads / neurons, shared
+    per-hidden tables their hidden columns; the narrow student runs."""
+    teacher = load_teacher(str(save_layout_teacher(tmp_path / model_type, model_type)))
+    cfg = student_config(teacher.model.config, StudentShape(2, 16, 2, 32))
+    student = build_student(cfg, mlm_head=True)
+    plan = initialise("etd-rand", InitContext(teacher, student, 0), {"layers": [2, 4]})
+    from bertpress.models.anatomy import layer_width_parts
+
+    t, s = layer_width_parts(anatomy(teacher.model), 3), layer_width_parts(anatomy(student), 1)
+    hidden, d = torch.as_tensor(plan["hidden_dims"]), anatomy(teacher.model).head_dim
+    att = torch.as_tensor([h * d + j for h, dims in zip(plan["heads"][1], plan["head_dims"][1], strict=True)
+                           for j in dims])
+    width = anatomy(teacher.model).num_heads * d
+    rows = torch.cat([att, att + width, att + 2 * width]) if t.query.chunk is not None else att
+    torch.testing.assert_close(s.query.module.weight, t.query.module.weight[rows][:, hidden], atol=0, rtol=0)
+    neurons = torch.as_tensor(plan["neurons"][1])
+    ffn_rows = torch.cat([neurons, neurons + t.neurons]) if t.glu else neurons
+    torch.testing.assert_close(s.intermediate.weight, t.intermediate.weight[ffn_rows][:, hidden], atol=0, rtol=0)
+    ids = torch.randint(5, teacher.model.config.vocab_size, (2, 12))
+    assert torch.isfinite(_outputs(student, ids)).all()

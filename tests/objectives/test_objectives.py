@@ -9,6 +9,7 @@ from bertpress.models.features import FeatureTap, teacher_forward
 from bertpress.models.student import StudentShape, build_student, student_config
 from bertpress.models.teacher import load_teacher
 from bertpress.objectives import ObjectiveContext, build_objective
+from bertpress.objectives.matches import Feature, extract
 
 
 def _setup(teacher_dir, name, options=None, mapping=(2, 4), **shape):
@@ -44,7 +45,7 @@ def test_tinybert_zero_for_student_copied_along_the_mapping(tiny_teacher_bare):
 
 def test_tinybert_projection_when_narrower(tiny_teacher_bare):
     teacher, student, obj = _setup(tiny_teacher_bare, "tinybert", hidden_size=16, num_heads=2)
-    assert obj.describe()["projection"] is True and obj.describe()["attention_heads"] == 4
+    assert obj.describe()["projection"] is True and obj.describe()["matches"][-1]["heads"] == 4
     s, t, batch = _features(teacher, student, obj, torch.randint(5, 100, (2, 10)))
     loss, _ = obj(s, t, batch)
     loss.backward()
@@ -53,7 +54,7 @@ def test_tinybert_projection_when_narrower(tiny_teacher_bare):
 
 def test_minilm_relation_heads_differ_from_head_counts(tiny_teacher_bare):
     teacher, student, obj = _setup(tiny_teacher_bare, "minilm", {"query": 1.0, "key": 1.0}, num_heads=2)
-    assert obj.heads == 4  # teacher 4 heads, student 2 heads: 4 relation heads divide both widths
+    assert {m.heads for m in obj.matches} == {4}  # teacher 4 heads, student 2 heads: 4 relation heads divide both widths
     t_req, s_req = obj.requests()
     assert t_req.query == {4} and s_req.value == {2}
     s, t, batch = _features(teacher, student, obj, torch.randint(5, 100, (2, 10)))
@@ -89,6 +90,6 @@ def test_tinybert_attention_on_probabilities_matches_hf_attentions(tiny_teacher_
     eager = AutoModel.from_pretrained(tiny_teacher_bare, attn_implementation="eager").eval()
     with torch.no_grad():
         ref = eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
-    got = obj._attention(t, 4, mask)
+    got = extract(t, Feature("attention_probs", 4), 4, mask, {})
     torch.testing.assert_close(got[0], ref[3][0], atol=1e-6, rtol=0)
     torch.testing.assert_close(got[1, :, :6, :6], ref[3][1, :, :6, :6], atol=1e-6, rtol=0)

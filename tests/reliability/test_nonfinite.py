@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from bertpress.errors import BertpressError
-from bertpress.objectives.tinybert import TinyBertObjective
+from bertpress.objectives.matches import MatchObjective
 from bertpress.train.checkpoint import checkpoints
 from bertpress.train.run import distill
 
@@ -15,7 +15,7 @@ from bertpress.train.run import distill
 @pytest.fixture
 def poisoned(monkeypatch):
     """The 7th training batch gets a NaN hidden-state term (validation batches are left alone)."""
-    original = TinyBertObjective.terms
+    original = MatchObjective.terms
     calls = {"n": 0}
 
     def terms(self, student, teacher, batch):
@@ -26,7 +26,7 @@ def poisoned(monkeypatch):
                 out["hidden"] = out["hidden"] * float("nan")
         return out
 
-    monkeypatch.setattr(TinyBertObjective, "terms", terms)
+    monkeypatch.setattr(MatchObjective, "terms", terms)
 
 
 def _recipe(tmp_path, tiny_teacher_mlm, tiny_corpus, mode):

@@ -21,6 +21,10 @@ def _sentence(rng):
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10)))
 
 
+#: the tasks write_glue provides (the search default adds conll2003)
+GLUE_TASKS = ["sst2", "mrpc", "stsb"]
+
+
 def write_glue(root, seed=0):
     """SST-2, MRPC and STS-B in the GLUE TSV layout, over the tiny vocabulary."""
     rng = random.Random(seed)

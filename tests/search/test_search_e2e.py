@@ -3,7 +3,7 @@ CLI verbs ``search-mapping`` and ``distill --mapping-from``."""
 
 import json
 
-from lms_helpers import write_glue, write_recipe
+from lms_helpers import GLUE_TASKS, write_glue, write_recipe
 
 from bertpress.cli import main
 
@@ -13,6 +13,7 @@ def test_real_search_then_distill_with_found_mapping(search_recipe, tmp_path, ca
     recipe = search_recipe(
         fitness="proxy", population=4, generations=1, baselines=["uniform", "last"], threads=1,
         proxy={"steps": 3, "batch_size": 4, "max_blocks": 40, "eval_batches": 1, "data_dir": str(data),
+               "tasks": GLUE_TASKS,
                "finetune_overrides": ["epochs=1", "max_length=32", "batch_size=8"]})
     path = write_recipe(tmp_path / "recipe.yaml", recipe)
     out = tmp_path / "search"

@@ -4,7 +4,7 @@ nothing written when the check runs before the search starts."""
 from pathlib import Path
 
 import pytest
-from lms_helpers import write_glue, write_recipe
+from lms_helpers import GLUE_TASKS, write_glue, write_recipe
 
 from bertpress.cli import main
 from bertpress.search.search import search_mapping
@@ -94,14 +94,15 @@ def _(env):
 @case("unknown proxy fine-tuning setting")
 def _(env):
     data = write_glue(env.root / "data")
-    return env.args(fitness="proxy", proxy={"data_dir": str(data), "finetune_overrides": ["epoch=1"]}), \
+    return env.args(fitness="proxy", proxy={"data_dir": str(data), "tasks": GLUE_TASKS, "finetune_overrides": ["epoch=1"]}), \
         r"--set epoch=1: no selected task has a setting 'epoch'", False
 
 
 @case("proxy batch larger than the corpus sample")
 def _(env):
     data = write_glue(env.root / "data")
-    return env.args(fitness="proxy", threads=1, proxy={"data_dir": str(data), "batch_size": 64, "max_blocks": 20}), \
+    return env.args(fitness="proxy", threads=1, proxy={"data_dir": str(data), "tasks": GLUE_TASKS, "batch_size": 64,
+                                                  "max_blocks": 20}), \
         r"the corpus has \d+ training blocks, fewer than one global batch \(64\)", True
 
 

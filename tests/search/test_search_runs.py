@@ -176,3 +176,10 @@ def test_real_distillation_fitness_is_reproducible_with_dropout(search_recipe, s
     fa = {n: x["fitness"] for n, x in a.summary["baselines"].items()}
     assert fa == {n: x["fitness"] for n, x in b.summary["baselines"].items()}
     assert len(set(fa.values())) == 3, "the mappings are told apart"
+
+
+def test_search_and_evaluation_share_the_proxy_tasks():
+    from bertpress.evaluate.proxy import PROXY_TASKS
+    from bertpress.search.spec import SearchSpec
+
+    assert SearchSpec().proxy.tasks == list(PROXY_TASKS)

@@ -15,7 +15,9 @@ from bertpress.train.run import distill
 from tiny_models import save_tiny_teacher
 
 
-def test_two_processes_match_one(tmp_path, tiny_corpus):
+@pytest.mark.parametrize("staged", [False, True], ids=["one-stage", "two-stages"])
+def test_two_processes_match_one(tmp_path, tiny_corpus, staged):
+    """With stages, DDP must reduce the gradients of parameters that start training only in stage 2."""
     # dropout off on purpose: two processes draw their dropout masks from their own RNG streams, so only without
     # dropout can two processes equal one (with dropout each is exact against its own resume, test_kill_resume)
     teacher = save_tiny_teacher(tmp_path / "teacher", mlm=False, hidden_dropout_prob=0.0,
@@ -28,11 +30,13 @@ def test_two_processes_match_one(tmp_path, tiny_corpus):
         "train": {"max_steps": 6, "batch_size": 4, "num_workers": 0, "eval_every": 3, "save_every": 3,
                   "log_every": 1},
     }
+    if staged:
+        recipe["stages"] = [{"steps": 3, "trainable": ["layer 2"]}, {"steps": 3}]
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump({**recipe, "output_dir": str(tmp_path / "ddp")}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29517", "-m", "bertpress", "distill", str(path)],
+                           "--master_port", str(29517 + staged), "-m", "bertpress", "distill", str(path)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / "bertpress.json").read_text())

@@ -160,3 +160,13 @@ def test_projections_are_seeded_by_the_recipe(tmp_path, tiny_teacher_mlm, tiny_c
     wa, wb = load_file(str(a.output_dir / "model.safetensors")), load_file(str(b.output_dir / "model.safetensors"))
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+
+
+def test_the_worked_recipe_in_the_docs_is_valid():
+    from bertpress.train.build import resolve_recipe
+
+    doc = (Path(__file__).parents[2] / "docs" / "stages.md").read_text()
+    recipe = resolve_recipe(yaml.safe_load(doc.split("```yaml\n")[1].split("```")[0]))
+    one, two = recipe.resolved_stages()
+    assert recipe.train.max_steps == 500 and one.trainable == ["layers 1-3"] and one.objective.name == "matches"
+    assert two.objective.name == "tinybert" and two.lr == 1e-4

@@ -15,6 +15,7 @@ from typing import Any
 
 from bertpress.atomic import atomic_write_json
 from bertpress.data.corpus import default_cache_dir
+from bertpress.hashing import update_with_file
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,7 @@ def _fingerprint(path: str, stamp: tuple) -> str:
     for file in sorted(Path(path).iterdir()):
         if file.is_file() and not file.name.startswith(".") and file.name not in _IGNORED:
             digest.update(file.name.encode() + b"\0")
-            with file.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
+            update_with_file(digest, file)
     return digest.hexdigest()[:20]
 
 

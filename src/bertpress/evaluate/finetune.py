@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from bertpress.errors import BertpressError
+from bertpress.optim import decay_groups
 
 #: Label value ignored by the loss (sub-word continuations and special tokens in NER).
 IGNORE = -100
@@ -96,9 +97,7 @@ def collate(features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.
 
 def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW without decay on biases and LayerNorm weights (1-d parameters); fused where torch supports it."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    groups = decay_groups((p for p in model.parameters() if p.requires_grad), weight_decay)
     try:
         return torch.optim.AdamW(groups, lr=lr, fused=True)
     except RuntimeError:  # no fused CPU kernel in this torch

@@ -16,10 +16,10 @@ teacher's own shape reproduces it exactly.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 from transformers import PretrainedConfig, PreTrainedModel
 
@@ -27,39 +27,56 @@ from bertpress.errors import BertpressError
 from bertpress.init.base import INITIALISERS, InitContext
 from bertpress.init.extract import ExtractionPlan, check_layout, extract
 from bertpress.init.importance import Importance, load_or_compute
-from bertpress.init.select import every_other_layer
-from bertpress.models.anatomy import Anatomy, layer_width_parts
+from bertpress.models.anatomy import Anatomy, layer_width_parts, layout_of
+from bertpress.objectives.mapping import MAPPINGS
 
-_LAYERS_HELP = ("teacher layers kept, student layer i <- teacher layer layers[i] (1-based list), or 'uniform' "
-                "(every other / evenly spaced, as DistilBERT)")
+_LAYERS_HELP = ("teacher layers kept, student layer i <- teacher layer layers[i] (1-based list), or a layer "
+                "mapping's name: skip (every other from the first, as DistilBERT), uniform, last, first")
+
+
+def _layer_rule(v: list[int] | str, extra: tuple[str, ...] = ()) -> list[int] | str:
+    if isinstance(v, str) and v not in MAPPINGS and v not in extra:
+        raise ValueError(f"{v!r} is neither a list of teacher layers nor one of "
+                         f"{', '.join([*MAPPINGS.names(), *extra])}")
+    return v
 
 
 class ETDRandOptions(BaseModel):
     """Options of ``etd-rand``."""
 
     model_config = ConfigDict(extra="forbid")
-    layers: list[int] | Literal["uniform"] = Field("uniform", description=_LAYERS_HELP)
+    layers: list[int] | str = Field("skip", description=_LAYERS_HELP)
+
+    @field_validator("layers")
+    @classmethod
+    def _rule(cls, v: list[int] | str) -> list[int] | str:
+        return _layer_rule(v)
 
 
 class ETDImptOptions(BaseModel):
     """Options of ``etd-impt``."""
 
     model_config = ConfigDict(extra="forbid")
-    layers: list[int] | Literal["uniform", "importance"] = Field(
-        "uniform", description=_LAYERS_HELP + ", or 'importance' (the most important layers, in order)")
+    layers: list[int] | str = Field(
+        "skip", description=_LAYERS_HELP + ", or importance (the most important layers, in order)")
+
+    @field_validator("layers")
+    @classmethod
+    def _rule(cls, v: list[int] | str) -> list[int] | str:
+        return _layer_rule(v, ("importance",))
+
     importance_batches: int = Field(8, ge=1, description="corpus batches the importance scores are measured on")
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens corrupted for the importance loss")
 
 
-_SIZES = (("num_layers", "num_hidden_layers"), ("hidden_size", "hidden_size"), ("num_heads", "num_attention_heads"),
-          ("intermediate_size", "intermediate_size"))
+_SIZES = (("num_layers", "num_hidden_layers"), ("hidden_size", "hidden_size"), ("num_heads", "num_attention_heads"))
 
 
 def check_shape(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
     """Refuse a student larger than the teacher in any dimension (nothing to extract it from), or of a layout ETD
     cannot slice."""
     check_layout(teacher, student)
-    for name, field in _SIZES:
+    for name, field in (*_SIZES, ("intermediate_size", layout_of(teacher.config).ffn_size)):
         s, t = getattr(student.config, field), getattr(teacher.config, field)
         if s > t:
             raise BertpressError(
@@ -71,8 +88,8 @@ def check_shape(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
 def choose_layers(option: list[int] | str, teacher_layers: int, student_layers: int,
                   scores: Importance | None = None) -> list[int]:
     """The 1-based teacher layers kept, in student order."""
-    if option == "uniform":
-        return every_other_layer(teacher_layers, student_layers)
+    if isinstance(option, str) and option in MAPPINGS:
+        return MAPPINGS.get(option).fn(student_layers, teacher_layers)
     if option == "importance":
         if scores is None:
             raise BertpressError("init_args.layers 'importance' needs importance scores: use init 'etd-impt'")
@@ -98,7 +115,7 @@ def _keep(n: int, k: int, score: Tensor | None, generator: torch.Generator | Non
 def build_plan(teacher: Anatomy, student: PretrainedConfig, layers: list[int], scores: Importance | None,
                generator: torch.Generator) -> ExtractionPlan:
     """Choose hidden dims, heads, per-head dims and neurons for ``layers``: by ``scores``, or at random."""
-    d_t, ffn_t = teacher.head_dim, layer_width_parts(teacher, 0).intermediate.out_features
+    d_t, ffn_t = teacher.head_dim, layer_width_parts(teacher, 0).neurons
     hidden_s, heads_s = student.hidden_size, student.num_attention_heads
     n_heads = max(heads_s, math.ceil(hidden_s / d_t))
     dims_per_head = [hidden_s // n_heads + (j < hidden_s % n_heads) for j in range(n_heads)]
@@ -110,7 +127,8 @@ def build_plan(teacher: Anatomy, student: PretrainedConfig, layers: list[int], s
         heads.append(kept)
         head_dims.append([_keep(d_t, count, scores.head_dims[i, h * d_t:(h + 1) * d_t] if scores else None, generator)
                           for h, count in zip(kept, dims_per_head, strict=True)])
-        neurons.append(_keep(ffn_t, student.intermediate_size, scores.neurons[i] if scores else None, generator))
+        neurons.append(_keep(ffn_t, getattr(student, teacher.layout.ffn_size), scores.neurons[i] if scores else None,
+                             generator))
     return ExtractionPlan(layers, hidden, heads, head_dims, neurons)
 
 

@@ -88,6 +88,12 @@ class _Copier:
         if dst.bias is not None:
             self.tensor(dst.bias, src.bias, dims)
 
+    def identity_norm(self, dst: nn.LayerNorm) -> None:
+        """A norm with unit scale and zero shift (where the teacher layer has no norm to copy)."""
+        self.tensor(dst.weight, torch.ones_like(dst.weight))
+        if dst.bias is not None:
+            self.tensor(dst.bias, torch.zeros_like(dst.bias))
+
 
 def check_layout(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
     """Refuse a student of another model type, or one whose embedding factorisation differs from the teacher's."""
@@ -136,18 +142,36 @@ def extract(teacher: PreTrainedModel, student: PreTrainedModel, plan: Extraction
     if tp.factorised:
         copy.linear(sp.embedding_output, tp.embedding_output, hidden, None)
 
+    width = tp.num_heads * d_t
     for i, t_layer in enumerate(plan.layers):
         t, s = layer_width_parts(tp, t_layer - 1), layer_width_parts(sp, i)
-        att = _index(plan.attention_index(i, d_t), tp.num_heads * d_t, f"attention dims of student layer {i + 1}")
-        ffn = _index(plan.neurons[i], t.intermediate.out_features, f"neurons of student layer {i + 1}")
-        copy.linear(s.query, t.query, att, hidden)
-        copy.linear(s.key, t.key, att, hidden)
-        copy.linear(s.value, t.value, att, hidden)
+        att = _index(plan.attention_index(i, d_t), width, f"attention dims of student layer {i + 1}")
+        ffn = _index(plan.neurons[i], t.neurons, f"neurons of student layer {i + 1}")
+        if t.query.chunk is None:
+            for dst, src in ((s.query, t.query), (s.key, t.key), (s.value, t.value)):
+                copy.linear(dst.module, src.module, att, hidden)
+        else:  # fused [q | k | v] (ModernBERT): the same dims of each third
+            copy.linear(s.query.module, t.query.module, torch.cat([att, att + width, att + 2 * width]), hidden)
         copy.linear(s.attention_output, t.attention_output, hidden, att)
-        copy.norm(s.attention_norm, t.attention_norm, hidden)
-        copy.linear(s.intermediate, t.intermediate, ffn, hidden)
+        if s.attention_norm is not None and t.attention_norm is not None:
+            copy.norm(s.attention_norm, t.attention_norm, hidden)
+        elif s.attention_norm is not None:  # from a layer without one (ModernBERT's first): the identity
+            copy.identity_norm(s.attention_norm)
+        # a GLU's input projection is [input | gate], the same neurons of each half
+        copy.linear(s.intermediate, t.intermediate, torch.cat([ffn, ffn + t.neurons]) if t.glu else ffn, hidden)
         copy.linear(s.output, t.output, hidden, ffn)
         copy.norm(s.output_norm, t.output_norm, hidden)
+
+    # parts every layer shares: norms and relative-position tables over the hidden width (DeBERTa, ModernBERT), or
+    # a per-head relative-attention bias (MPNet), which takes the heads of the first student layer
+    for t_mod, s_mod in zip(tp.shared_modules(), sp.shared_modules(), strict=True):
+        if isinstance(t_mod, nn.LayerNorm):
+            copy.norm(s_mod, t_mod, hidden)
+        elif t_mod.weight.shape[-1] == tp.hidden_size:
+            copy.tensor(s_mod.weight, t_mod.weight, None, hidden)
+        else:
+            heads = _index(plan.heads[0][:sp.num_heads], tp.num_heads, "heads of student layer 1")
+            copy.tensor(s_mod.weight, t_mod.weight, None, heads)
 
     t_pool, s_pool = pooler_dense(tp), pooler_dense(sp)
     if t_pool is not None and s_pool is not None:

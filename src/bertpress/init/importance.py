@@ -83,6 +83,7 @@ class _Capture:
     hidden: list[Tensor] = field(default_factory=list)
     masks: list[Tensor] = field(default_factory=list)
     qkv: list[Tensor] = field(default_factory=list)
+    qkv_select: list = field(default_factory=list)  # Q/K/V of each output (a fused one is chunked)
     neurons: list[Tensor] = field(default_factory=list)
 
     def tensors(self) -> list[Tensor]:
@@ -101,23 +102,34 @@ def _capturing(parts: Anatomy) -> Iterator[_Capture]:
         cap.hidden.append(leaf)
         return leaf
 
-    def head_mask(_m, _a, out: tuple) -> tuple:
-        o = out[0]
+    def head_mask(_m, args: tuple) -> tuple:  # on the attention output's input: the concatenated heads
+        o = args[0]
         b, t, _ = o.shape
         xi = torch.ones(b, heads, device=o.device, dtype=o.dtype, requires_grad=True)
         cap.masks.append(xi)
-        return ((o.view(b, t, heads, -1) * xi[:, None, :, None]).reshape(b, t, -1), *out[1:])
+        return ((o.view(b, t, heads, -1) * xi[:, None, :, None]).reshape(b, t, -1), *args[1:])
 
     def record(into: list[Tensor]):
-        return lambda _m, _a, out: into.append(_first(out))
+        """Append a module's first output of the forward (DeBERTa applies Q/K again to relative positions)."""
+        done = []
+
+        def hook(_m, _a, out) -> None:
+            if not done:
+                into.append(_first(out))
+                done.append(True)
+
+        return hook
+
+    def record_input(into: list[Tensor]):  # on the FFN output's input: the post-activation neurons
+        return lambda _m, args: into.append(args[0])
 
     handles.append(parts.embedding_output.register_forward_hook(embed))
     for i, layer in enumerate(parts.layers):
         w = layer_width_parts(parts, i)
-        handles += [w.query.register_forward_hook(record(cap.qkv)), w.key.register_forward_hook(record(cap.qkv)),
-                    w.value.register_forward_hook(record(cap.qkv)),
-                    w.attention_core.register_forward_hook(head_mask),
-                    w.ffn_activation.register_forward_hook(record(cap.neurons)),
+        handles += [p.module.register_forward_hook(record(cap.qkv)) for p in (w.query, w.key, w.value)]
+        cap.qkv_select += [p.select for p in (w.query, w.key, w.value)]
+        handles += [w.attention_output.register_forward_pre_hook(head_mask),
+                    w.output.register_forward_pre_hook(record_input(cap.neurons)),
                     layer.register_forward_hook(record(cap.hidden))]
     try:
         yield cap
@@ -164,7 +176,7 @@ def compute_importance(teacher: Teacher, batches: list[dict[str, Tensor]], *, se
     n_l = parts.num_layers
     heads = torch.zeros(n_l, parts.num_heads)
     head_dims = torch.zeros(n_l, parts.num_heads * parts.head_dim)
-    neurons = torch.zeros(n_l, layer_width_parts(parts, 0).intermediate.out_features)
+    neurons = torch.zeros(n_l, layer_width_parts(parts, 0).neurons)
     hidden = torch.zeros(parts.hidden_size)
     layers = torch.zeros(n_l)
     for batch in batches:
@@ -184,7 +196,8 @@ def compute_importance(teacher: Teacher, batches: list[dict[str, Tensor]], *, se
         g_masks, g_qkv, g_neurons = rest[:n_l], rest[n_l:4 * n_l], rest[4 * n_l:]
         for i in range(n_l):
             heads[i] += g_masks[i].float().abs().sum(0).cpu()
-            head_dims[i] += sum(_per_example(cap.qkv[3 * i + k], g_qkv[3 * i + k]) for k in range(3)).cpu()
+            head_dims[i] += sum(_per_example(sel(cap.qkv[3 * i + k]), sel(g_qkv[3 * i + k]))
+                                for k, sel in enumerate(cap.qkv_select[3 * i:3 * i + 3])).cpu()
             neurons[i] += _per_example(cap.neurons[i], g_neurons[i]).cpu()
             step = (cap.hidden[i].float() - cap.hidden[i + 1].float()) * g_hidden[i + 1].float()
             layers[i] += step.sum((1, 2)).abs().sum().cpu()
@@ -192,18 +205,9 @@ def compute_importance(teacher: Teacher, batches: list[dict[str, Tensor]], *, se
     return Importance(heads, head_dims, neurons, hidden, layers, "mlm" if teacher.has_mlm_head else "representation")
 
 
-def _fingerprint(teacher: Teacher) -> str:
-    """SHA-256 of the teacher's weights and config: the scores' identity does not depend on where it was loaded."""
-    h = hashlib.sha256(teacher.model.config.to_json_string(use_diff=False).encode())
-    for name, t in sorted(teacher.model.state_dict().items()):
-        h.update(f"{name}{tuple(t.shape)}".encode())
-        h.update(t.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()
-
-
 def cache_key(teacher: Teacher, batches: list[dict[str, Tensor]], *, seed: int, mlm_probability: float) -> str:
     """Identity of a score computation: teacher weights, the exact sample, the seed and the masking rate."""
-    h = hashlib.sha256(json.dumps({"format": _FORMAT, "teacher": _fingerprint(teacher), "seed": seed,
+    h = hashlib.sha256(json.dumps({"format": _FORMAT, "teacher": teacher.fingerprint(), "seed": seed,
                                    "mlm_probability": mlm_probability, "mlm": teacher.has_mlm_head}).encode())
     for b in batches:
         for k in ("input_ids", "attention_mask"):

@@ -1,7 +1,9 @@
-"""Where the parts of a BERT-family encoder live, in one place.
+"""Where the parts of an encoder live, per model type, in one table.
 
-Every module that needs "layer i's query projection" or "the embedding block" asks :func:`anatomy` instead of
-hard-coding attribute paths, so supporting another architecture means changing this file only.
+Every module that needs "layer i's query projection", "the embedding block", the weight-name prefix of the layers,
+the blocks worth compiling or the position offset asks :func:`anatomy` (and its :class:`Layout`) instead of
+hard-coding attribute paths, so supporting another architecture means adding one :class:`Layout` to
+:data:`LAYOUTS`. Paths are relative to the base model (``model.base_model``) or, for per-layer parts, to one layer.
 """
 
 from __future__ import annotations
@@ -9,15 +11,87 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from torch import nn
+from torch import Tensor, nn
 
 from bertpress.errors import BertpressError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-#: Model types known to share BERT's module layout (embeddings + encoder.layer[i].attention.self.query/key/value).
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie", "data2vec-text")
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one family of model types keeps its parts.
+
+    ``qkv`` names a fused query/key/value projection (ModernBERT's ``Wqkv``: its output is ``[q | k | v]``) instead
+    of ``query``/``key``/``value``; ``glu`` marks an FFN input producing ``[input | gate]`` (``act(input) * gate``
+    enters the output projection). ``shared`` are base-model parameters used by every layer (relative-position
+    tables, a final norm); ``positions_offset`` is how many position ids the model reserves (RoBERTa's padding
+    offset); ``compile_blocks`` are the hook-free per-layer blocks ``train.compile`` compiles.
+    """
+
+    embeddings: str = "embeddings"
+    layers: str = "encoder.layer"
+    query: str | None = "attention.self.query"
+    key: str | None = "attention.self.key"
+    value: str | None = "attention.self.value"
+    qkv: str | None = None
+    attention_output: str = "attention.output.dense"
+    attention_norm: str | None = "attention.output.LayerNorm"
+    intermediate: str = "intermediate.dense"
+    output: str = "output.dense"
+    output_norm: str = "output.LayerNorm"
+    glu: bool = False
+    shared: tuple[str, ...] = ()
+    positions_offset: int = 0
+    compile_blocks: tuple[str, ...] = ("attention.output", "intermediate", "output")
+    token_type_ids: bool = True
+    ffn_size: str = "intermediate_size"
+
+
+_BERT = Layout()
+#: model type -> layout. BERT's own layout is shared by its descendants.
+LAYOUTS: dict[str, Layout] = {
+    "bert": _BERT, "ernie": _BERT, "electra": _BERT, "data2vec-text": _BERT,
+    "roberta": Layout(positions_offset=2), "xlm-roberta": Layout(positions_offset=2),
+    "camembert": Layout(positions_offset=2),
+    "distilbert": Layout(layers="transformer.layer", query="attention.q_lin", key="attention.k_lin",
+                         value="attention.v_lin", attention_output="attention.out_lin", attention_norm="sa_layer_norm",
+                         intermediate="ffn.lin1", output="ffn.lin2", output_norm="output_layer_norm",
+                         compile_blocks=("ffn",), token_type_ids=False, ffn_size="hidden_dim"),
+    "mpnet": Layout(query="attention.attn.q", key="attention.attn.k", value="attention.attn.v",
+                    attention_output="attention.attn.o", attention_norm="attention.LayerNorm",
+                    shared=("encoder.relative_attention_bias",), positions_offset=2, compile_blocks=("intermediate",
+                                                                                                       "output"),
+                    token_type_ids=False),
+    "deberta-v2": Layout(query="attention.self.query_proj", key="attention.self.key_proj",
+                         value="attention.self.value_proj", shared=("encoder.rel_embeddings", "encoder.LayerNorm")),
+    "modernbert": Layout(layers="layers", query=None, key=None, value=None, qkv="attn.Wqkv",
+                         attention_output="attn.Wo", attention_norm="attn_norm", intermediate="mlp.Wi",
+                         output="mlp.Wo", output_norm="mlp_norm", glu=True, shared=("final_norm",),
+                         compile_blocks=("mlp",), token_type_ids=False),
+}
+SUPPORTED_MODEL_TYPES = tuple(LAYOUTS)
+
+
+def layout_of(config) -> Layout:
+    """The layout of a model type (from its config), or one line naming the supported types."""
+    layout = LAYOUTS.get(getattr(config, "model_type", "?"))
+    if layout is None:
+        raise BertpressError(f"model type {getattr(config, 'model_type', '?')!r} is not supported: use a teacher of "
+                             f"type {', '.join(SUPPORTED_MODEL_TYPES)}")
+    return layout
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Where one of Q, K, V is read: ``module``'s output, or its ``chunk`` (0, 1, 2) of a fused ``[q | k | v]``."""
+
+    module: nn.Linear
+    chunk: int | None = None
+
+    def select(self, output: Tensor) -> Tensor:
+        return output if self.chunk is None else output.chunk(3, dim=-1)[self.chunk]
 
 
 @dataclass(frozen=True)
@@ -29,6 +103,11 @@ class Anatomy:
     embeddings: nn.Module
     layers: nn.ModuleList
     has_mlm_head: bool
+    layout: Layout = _BERT
+
+    @property
+    def model_type(self) -> str:
+        return str(self.base.config.model_type)
 
     @property
     def embedding_output(self) -> nn.Module:
@@ -56,12 +135,34 @@ class Anatomy:
 
     @property
     def head_dim(self) -> int:
-        return self.attention_projections(0)[0].out_features // self.num_heads
+        return self.hidden_size // self.num_heads if self.layout.qkv else (
+            self.attention_projections(0)[0].module.out_features // self.num_heads)
 
-    def attention_projections(self, layer: int) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
-        """The query, key and value projections of 0-based ``layer``."""
-        att = self.layers[layer].attention.self
-        return att.query, att.key, att.value
+    @property
+    def layers_prefix(self) -> str:
+        """Weight-name prefix of layer ``i`` in the full model's state dict, up to the index (``bert.encoder.layer.``)."""
+        for name, module in self.model.named_modules():
+            if module is self.layers:
+                return f"{name}."
+        raise BertpressError(f"the layers of {type(self.model).__name__} are not a submodule: unsupported layout")
+
+    def shared_modules(self) -> list[nn.Module | nn.Parameter]:
+        """Base-model parts every layer uses (relative-position tables, a final norm)."""
+        found = []
+        for path in self.layout.shared:  # optional ones (DeBERTa's rel-embedding norm) may be absent
+            try:
+                found.append(self.base.get_submodule(path))
+            except AttributeError:
+                continue
+        return found
+
+    def attention_projections(self, layer: int) -> tuple[Projection, Projection, Projection]:
+        """Where the query, key and value of 0-based ``layer`` are read."""
+        block, lay = self.layers[layer], self.layout
+        if lay.qkv:
+            fused = block.get_submodule(lay.qkv)
+            return Projection(fused, 0), Projection(fused, 1), Projection(fused, 2)
+        return tuple(Projection(block.get_submodule(p)) for p in (lay.query, lay.key, lay.value))  # type: ignore[return-value]
 
 
 def _is_mlm_model(model: PreTrainedModel) -> bool:
@@ -69,21 +170,22 @@ def _is_mlm_model(model: PreTrainedModel) -> bool:
 
 
 def anatomy(model: PreTrainedModel) -> Anatomy:
-    """Locate embeddings, layers and attention projections, or say clearly that the architecture is unsupported."""
+    """Locate embeddings, layers and attention projections from :data:`LAYOUTS`, or say clearly that the model type
+    is not supported."""
     base = model.base_model
     model_type = getattr(model.config, "model_type", "?")
+    layout = layout_of(model.config)
     try:
-        embeddings = base.embeddings
-        layers = base.encoder.layer
-        first = layers[0].attention.self
-        first.query, first.key, first.value  # noqa: B018 - probing the layout
+        embeddings = base.get_submodule(layout.embeddings)
+        layers = base.get_submodule(layout.layers)
+        parts = Anatomy(model, base, embeddings, layers, _is_mlm_model(model), layout)
+        parts.attention_projections(0)
+        layer_width_parts(parts, 0)
     except (AttributeError, IndexError):
-        raise BertpressError(
-            f"model type {model_type!r} does not have the BERT layout bertpress distils "
-            f"(embeddings + encoder.layer[i].attention.self.query/key/value): use one of "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)}"
-        ) from None
-    return Anatomy(model, base, embeddings, layers, _is_mlm_model(model))
+        raise BertpressError(f"{type(model).__name__} does not have the {model_type} layout bertpress knows "
+                             f"({layout.layers}[i].{layout.qkv or layout.query}): check the checkpoint's model type"
+                             ) from None
+    return parts
 
 
 # --- Width-level handles (used by ETD extraction and importance, bertpress.init) -------------------------------------
@@ -93,29 +195,35 @@ def anatomy(model: PreTrainedModel) -> Anatomy:
 class LayerWidthParts:
     """Every module of one layer that reads or writes the residual stream, the heads or the FFN neurons.
 
-    ``attention_core`` outputs ``(concatenated head outputs [B, T, heads * head_dim], ...)``, the input of
-    ``attention_output``; ``ffn_activation`` outputs the FFN's post-activation neurons ``[B, T, intermediate]``.
+    The input of ``attention_output`` is the concatenated head outputs ``[B, T, heads * head_dim]``; the input of
+    ``output`` is the FFN's post-activation neurons ``[B, T, neurons]``. With ``glu`` the rows of ``intermediate``
+    are ``[input | gate]``, ``neurons`` each. ``attention_norm`` is ``None`` where a layer has none (ModernBERT's
+    first layer).
     """
 
-    query: nn.Linear
-    key: nn.Linear
-    value: nn.Linear
-    attention_core: nn.Module
+    query: Projection
+    key: Projection
+    value: Projection
     attention_output: nn.Linear
-    attention_norm: nn.LayerNorm
-    ffn_activation: nn.Module
+    attention_norm: nn.LayerNorm | None
     intermediate: nn.Linear
     output: nn.Linear
     output_norm: nn.LayerNorm
+    glu: bool = False
+
+    @property
+    def neurons(self) -> int:
+        return self.output.in_features
 
 
 def layer_width_parts(parts: Anatomy, layer: int) -> LayerWidthParts:
-    """The width-level modules of 0-based ``layer`` (BERT layout, shared by every supported model type)."""
-    block = parts.layers[layer]
+    """The width-level modules of 0-based ``layer``, from the model type's :class:`Layout`."""
+    block, lay = parts.layers[layer], parts.layout
     q, k, v = parts.attention_projections(layer)
-    return LayerWidthParts(q, k, v, block.attention.self, block.attention.output.dense,
-                           block.attention.output.LayerNorm, block.intermediate, block.intermediate.dense,
-                           block.output.dense, block.output.LayerNorm)
+    norm = block.get_submodule(lay.attention_norm) if lay.attention_norm else None
+    return LayerWidthParts(q, k, v, block.get_submodule(lay.attention_output),
+                           norm if isinstance(norm, nn.LayerNorm) else None, block.get_submodule(lay.intermediate),
+                           block.get_submodule(lay.output), block.get_submodule(lay.output_norm), lay.glu)
 
 
 @dataclass(frozen=True)
@@ -135,6 +243,8 @@ _MLM_HEAD_PATHS = (
     ("cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions"),  # BERT, ERNIE
     ("lm_head.dense", "lm_head.layer_norm", "lm_head"),  # RoBERTa, XLM-R, CamemBERT, data2vec-text
     ("generator_predictions.dense", "generator_predictions.LayerNorm", None),  # ELECTRA generator
+    ("vocab_transform", "vocab_layer_norm", None),  # DistilBERT
+    ("head.dense", "head.norm", None),  # ModernBERT
 )
 
 
@@ -152,8 +262,8 @@ def mlm_head_parts(parts: Anatomy) -> MLMHeadParts | None:
         biases = {id(b): b for b in (decoder.bias, getattr(bias_owner, "bias", None)) if b is not None}
         return MLMHeadParts(d, n, decoder, tuple(biases.values()))
     raise BertpressError(
-        f"masked-LM head of {type(model).__name__} has an unknown layout: use a BERT, RoBERTa or ELECTRA-style "
-        f"MLM checkpoint, or load the teacher with mlm_head: false"
+        f"masked-LM head of {type(model).__name__} has an unknown layout: use an MLM checkpoint of a supported type "
+        f"({', '.join(SUPPORTED_MODEL_TYPES)}), or load the teacher with mlm_head: false"
     )
 
 

@@ -84,26 +84,32 @@ class FeatureTap:
             self._hook(parts.layers[i - 1], "hidden", i)
         for slot, name in enumerate(("query", "key", "value")):
             for i in getattr(request, name):
-                self._hook(parts.attention_projections(i - 1)[slot], name, i)
+                proj = parts.attention_projections(i - 1)[slot]
+                self._hook(proj.module, name, i, proj.select)
 
-    def _hook(self, module: nn.Module, store: str, idx: int) -> None:
+    def _hook(self, module: nn.Module, store: str, idx: int, select=None) -> None:
         def hook(_module: nn.Module, _inputs: tuple, output: Tensor | tuple) -> None:
-            getattr(self._feats, store)[idx] = _first(output)
+            found = getattr(self._feats, store)
+            if idx in found:  # a projection applied twice per forward keeps its first use (DeBERTa projects its
+                return        # relative-position embeddings with the layer's own query/key after the tokens)
+            out = _first(output)
+            found[idx] = out if select is None else select(out)
 
         self._handles.append(module.register_forward_hook(hook))
 
     @contextlib.contextmanager
     def _truncated(self) -> Iterator[None]:
-        encoder = self.parts.base.encoder
-        full = encoder.layer
+        parent_path, _, attr = self.parts.layout.layers.rpartition(".")
+        parent = self.parts.base.get_submodule(parent_path) if parent_path else self.parts.base
+        full = getattr(parent, attr)
         if self.depth >= len(full):
             yield
             return
-        encoder.layer = nn.ModuleList(list(full)[: self.depth])
+        setattr(parent, attr, nn.ModuleList(list(full)[: self.depth]))
         try:
             yield
         finally:
-            encoder.layer = full
+            setattr(parent, attr, full)
 
     def __call__(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                  token_type_ids: Tensor | None = None) -> Features:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from transformers import AutoModel, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
 
 from bertpress.errors import BertpressError
-from bertpress.models.anatomy import anatomy
+from bertpress.models.anatomy import anatomy, layout_of
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class StudentShape:
 def student_config(teacher_config: PretrainedConfig, shape: StudentShape) -> PretrainedConfig:
     """The teacher's config with the student's depth and width; validates the shape."""
     cfg = teacher_config.__class__.from_dict(teacher_config.to_dict())
+    ffn_field = layout_of(teacher_config).ffn_size
+    teacher_ffn = getattr(teacher_config, ffn_field)
     layers = shape.num_layers if shape.num_layers is not None else max(1, teacher_config.num_hidden_layers // 2)
     hidden = shape.hidden_size or teacher_config.hidden_size
     heads = shape.num_heads or teacher_config.num_attention_heads
@@ -30,9 +32,7 @@ def student_config(teacher_config: PretrainedConfig, shape: StudentShape) -> Pre
         # keep the teacher's head size when only the width was given
         heads = max(1, hidden // (teacher_config.hidden_size // teacher_config.num_attention_heads))
     ffn = shape.intermediate_size or (
-        teacher_config.intermediate_size * hidden // teacher_config.hidden_size
-        if shape.hidden_size else teacher_config.intermediate_size
-    )
+        teacher_ffn * hidden // teacher_config.hidden_size if shape.hidden_size else teacher_ffn)
     for name, value in (("num_layers", layers), ("hidden_size", hidden), ("num_heads", heads),
                         ("intermediate_size", ffn)):
         if value <= 0:
@@ -46,7 +46,7 @@ def student_config(teacher_config: PretrainedConfig, shape: StudentShape) -> Pre
     cfg.num_hidden_layers = layers
     cfg.hidden_size = hidden
     cfg.num_attention_heads = heads
-    cfg.intermediate_size = ffn
+    setattr(cfg, ffn_field, ffn)
     if hasattr(cfg, "embedding_size"):
         # factorised embeddings (ELECTRA-small: embedding_size != hidden_size) keep the teacher's embedding size,
         # so the embeddings copy as they are and a projection lifts them to the student's width
@@ -60,7 +60,10 @@ def student_config(teacher_config: PretrainedConfig, shape: StudentShape) -> Pre
 def build_student(config: PretrainedConfig, *, mlm_head: bool) -> PreTrainedModel:
     """A randomly initialised student (HF's own init); with an MLM head when the teacher has one."""
     cls = AutoModelForMaskedLM if mlm_head else AutoModel
-    model = cls.from_config(config, attn_implementation="sdpa")
+    try:  # fused attention where the architecture has it (MPNet and DeBERTa-v2 have only eager attention)
+        model = cls.from_config(config, attn_implementation="sdpa")
+    except ValueError:
+        model = cls.from_config(config, attn_implementation="eager")
     anatomy(model)
     return model
 

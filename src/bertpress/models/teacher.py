@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,14 @@ class Teacher:
     @property
     def has_mlm_head(self) -> bool:
         return self.parts.has_mlm_head
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the teacher's config and weights: its identity, wherever it was loaded from."""
+        h = hashlib.sha256(self.model.config.to_json_string(use_diff=False).encode())
+        for name, t in sorted(self.model.state_dict().items()):
+            h.update(f"{name}{tuple(t.shape)}".encode())
+            h.update(t.detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()
 
     def describe(self) -> str:
         head = "masked-LM head" if self.has_mlm_head else "bare encoder (no MLM head)"

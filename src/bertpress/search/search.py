@@ -28,6 +28,7 @@ from bertpress.search.space import Mapping, SearchSpace
 from bertpress.search.spec import SearchRecipe, SearchSpec, fitness_settings
 from bertpress.search.state import STATE_FILE, SearchState
 from bertpress.train.build import resolve_recipe
+from bertpress.train.output import check_job_dir
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def _layers(recipe: Recipe) -> tuple[int, int]:
     """(student layers, teacher layers) from the teacher's config, without loading its weights when possible."""
     from transformers import AutoConfig
 
-    from bertpress.models.student import StudentShape, student_config
+    from bertpress.models.architectures import architecture_config
+    from bertpress.models.student import StudentShape
     from bertpress.models.teacher import load_teacher, resolve_teacher
 
     t = recipe.teacher
@@ -63,23 +65,13 @@ def _layers(recipe: Recipe) -> tuple[int, int]:
         config = load_teacher(t.name_or_path, revision=t.revision, mlm_head=t.mlm_head).model.config  # its error
     s = recipe.student
     shape = StudentShape(s.num_layers, s.hidden_size, s.num_heads, s.intermediate_size)
-    return student_config(config, shape).num_hidden_layers, config.num_hidden_layers
+    return architecture_config(s.architecture, config, shape, s.architecture_options).num_hidden_layers, \
+        config.num_hidden_layers
 
 
 def _check_dir(path: Path, *, resume: bool, overwrite: bool) -> None:
-    if resume and overwrite:
-        raise BertpressError("--resume and --overwrite contradict each other: pass only one")
-    if path.exists() and not path.is_dir():
-        raise BertpressError(f"search directory {str(path)!r} is a file: choose a directory path")
-    if path.is_dir() and any(path.iterdir()):
-        if not (path / STATE_FILE).is_file():
-            raise BertpressError(f"search directory {str(path)!r} is not empty and holds no search: choose a new "
-                                 "or empty directory")
-        if not resume and not overwrite:
-            raise BertpressError(f"search directory {str(path)!r} already holds a search: pass --resume to continue "
-                                 "it, --overwrite to replace it, or choose another directory")
-    elif resume:
-        raise BertpressError(f"nothing to resume in {str(path)!r}: run without --resume to start")
+    check_job_dir(path, label="search directory", holds=lambda p: (p / STATE_FILE).is_file(), job="search",
+                  other="directory", resume=resume, overwrite=overwrite)
 
 
 def _fitness_ref(fitness: str | FitnessFn, spec: SearchSpec) -> str:

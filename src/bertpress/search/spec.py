@@ -9,11 +9,10 @@ from pydantic import Field, field_validator, model_validator
 
 from bertpress.config import Strict
 from bertpress.errors import BertpressError
+from bertpress.evaluate.proxy import PROXY_TASKS
 from bertpress.objectives.mapping import MAPPINGS
-from bertpress.recipe import Recipe
+from bertpress.recipe import RESULT_NEUTRAL_FIELDS, Recipe
 
-#: Sentiment, paraphrase and similarity (the evaluation's proxy tasks): three small GLUE tasks.
-DEFAULT_PROXY_TASKS = ("sst2", "mrpc", "stsb")
 _FITNESS_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -26,7 +25,7 @@ class ProxySpec(Strict):
                                                            "data.sources (null: the whole corpus)")
     lr: float | None = Field(None, gt=0, le=1, description="distillation learning rate (default: train.lr)")
     eval_batches: int = Field(4, gt=0, description="held-out batches for the recorded distillation loss")
-    tasks: list[str] = Field(list(DEFAULT_PROXY_TASKS), min_length=1,
+    tasks: list[str] = Field(list(PROXY_TASKS), min_length=1,
                              description="downstream tasks of the proxy score; fitness = their mean")
     finetune_overrides: list[str] = Field(
         default_factory=list, description="fine-tuning overrides on top of the proxy mode's, e.g. "
@@ -118,11 +117,11 @@ class SearchRecipe(Recipe):
 def fitness_settings(recipe: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
     """Everything a fitness value depends on (cache key): the recipe without paths and search controls, and the
     proxy setting. The genetic algorithm's own knobs are left out, so a changed search reuses old evaluations."""
-    base = {k: v for k, v in recipe.items() if k not in ("output_dir", "name", "search", "mapping")}
-    train = {k: v for k, v in base.get("train", {}).items()
-             if k not in ("eval_every", "save_every", "keep_checkpoints", "log_every", "num_workers", "max_steps",
-                          "batch_size")}
-    data = {k: v for k, v in base.get("data", {}).items() if k not in ("cache_dir", "max_blocks")}
+    neutral = {f.split(".", 1)[1] for f in RESULT_NEUTRAL_FIELDS if "." in f}
+    base = {k: v for k, v in recipe.items() if k not in RESULT_NEUTRAL_FIELDS | {"name", "search", "mapping"}}
+    # the proxy setting replaces steps, batch size and the corpus sample
+    train = {k: v for k, v in base.get("train", {}).items() if k not in neutral | {"max_steps", "batch_size"}}
+    data = {k: v for k, v in base.get("data", {}).items() if k not in neutral | {"max_blocks"}}
     return {**base, "data": data, "train": train, "proxy": spec.proxy.model_dump(mode="json"), "fitness": spec.fitness}
 
 

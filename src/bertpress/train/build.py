@@ -18,7 +18,8 @@ from transformers import AutoTokenizer, PretrainedConfig, PreTrainedModel
 from bertpress.config import validate_options
 from bertpress.errors import BertpressError
 from bertpress.init import INITIALISERS, InitContext, check_initialiser
-from bertpress.models.student import StudentShape, build_student, check_same_vocabulary, student_config
+from bertpress.models.architectures import ARCHITECTURES, architecture_config
+from bertpress.models.student import StudentShape, build_student, check_same_vocabulary
 from bertpress.models.teacher import Teacher, load_teacher
 from bertpress.objectives import MAPPINGS, OBJECTIVES, ObjectiveContext, build_objective, resolve_mapping
 from bertpress.recipe import MappingSpec, ObjectiveSpec, Recipe, load_recipe, recipe_from_dict
@@ -64,6 +65,13 @@ def check_names(recipe: Recipe, source: str = "recipe") -> Recipe:
         bad = _options_problem(INITIALISERS, recipe.student.init, recipe.student.init_args, "student.init_args")
         if bad:
             problems.append(("student.init_args", bad))
+    arch = recipe.student.architecture
+    if arch is not None:
+        bad = _name_problem(ARCHITECTURES, arch, "student architecture")
+        bad = bad or _options_problem(ARCHITECTURES, arch, recipe.student.architecture_options,
+                                      "student.architecture_options")
+        if bad:
+            problems.append(("student.architecture", bad))
     problems += _objective_problems(recipe.objective, "objective")
     problems += _mapping_problems(recipe.mapping, "mapping")
     for i, stage in enumerate(recipe.stages or []):
@@ -153,12 +161,15 @@ def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = 
                            mlm_head=recipe.teacher.mlm_head)
     tokenizer = student_tokenizer(recipe, teacher)
     spec = recipe.student
-    s_config = student_config(teacher.model.config, StudentShape(spec.num_layers, spec.hidden_size, spec.num_heads,
-                                                                 spec.intermediate_size))
-    stages = build_stages(recipe, teacher.model.config, s_config, teacher.has_mlm_head)
+    s_config = architecture_config(spec.architecture, teacher.model.config,
+                                   StudentShape(spec.num_layers, spec.hidden_size, spec.num_heads,
+                                                spec.intermediate_size), spec.architecture_options)
+    # a head fitted on the teacher later in the run (teacher.fit_mlm_head) counts as a head from the start
+    has_head = teacher.has_mlm_head or recipe.teacher.fit_mlm_head is not None
+    stages = build_stages(recipe, teacher.model.config, s_config, has_head)
     for stage in stages:
         check_setup(recipe, teacher.model.config, tokenizer, stage.objective)
     torch.manual_seed(recipe.seed)
-    student = build_student(s_config, mlm_head=teacher.has_mlm_head)
+    student = build_student(s_config, mlm_head=has_head)
     check_initialiser(spec.init, InitContext(teacher, student, recipe.seed), spec.init_args)
     return Run(recipe, teacher, tokenizer, s_config, stages, student)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +30,7 @@ from bertpress.models.anatomy import anatomy
 from bertpress.models.features import FeatureTap, teacher_forward
 from bertpress.models.teacher import Teacher
 from bertpress.objectives.base import Objective
+from bertpress.optim import decay_groups
 from bertpress.train.callbacks import Callback, fire
 from bertpress.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from bertpress.train.data import Batcher, BlockDataset, ResumableBatchSampler
@@ -54,8 +55,8 @@ class DistillModule(nn.Module):
             # compile the hook-free blocks of every layer (attention output, FFN) in place: LayerNorm, GELU,
             # dropout and residual adds fuse, while the hooked Q/K/V projections stay eager (no graph breaks)
             for layer in self.parts.layers:
-                for block in (layer.attention.output, layer.intermediate, layer.output):
-                    block.compile()
+                for block in self.parts.layout.compile_blocks:
+                    layer.get_submodule(block).compile()
         self.active = 0
         self._tap: FeatureTap | None = None
         self.activate(0)
@@ -70,19 +71,6 @@ class DistillModule(nn.Module):
     def forward(self, batch: dict[str, Tensor], teacher_feats) -> tuple[Tensor, dict[str, Tensor]]:
         feats = self._tap(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return self.objectives[self.active](feats, teacher_feats, batch)
-
-
-def no_weight_decay(name: str, p: nn.Parameter) -> bool:
-    """Biases and normalisation weights take no weight decay (BERT's rule; the one place it is written)."""
-    return p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
-
-
-def param_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: ``named`` parameters with ``weight_decay``, and those :func:`no_weight_decay` exempts."""
-    decay, no_decay = [], []
-    for name, p in named:
-        (no_decay if no_weight_decay(name, p) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class Distiller:
@@ -102,13 +90,17 @@ class Distiller:
         self.teacher_tap: FeatureTap | None = None
         self.stage = self.stages[0]
         self.frozen = self._stage_parameters(student)
-        self._enter(self.stages[0])
         trained = {n for stage in self.stages for n in stage.trains}
         self.optimizer = torch.optim.AdamW(
-            param_groups(((n, p) for n, p in self.module.named_parameters() if n in trained), train.weight_decay),
+            decay_groups((p for n, p in self.module.named_parameters() if n in trained), train.weight_decay),
             lr=train.lr, betas=(0.9, 0.999), eps=1e-6)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, StageSchedule(self.stages, train.lr))
+        # DDP registers the parameters that require grad when it wraps the module: every stage's, then the first
+        # stage's flags are set again (with several stages the accelerator lets DDP skip unused parameters)
+        for name, p in self.module.named_parameters():
+            p.requires_grad_(name in trained)
         self.model, self.optimizer = self.acc.prepare(self.module, self.optimizer)
+        self._enter(self.stages[0])
         self.acc.register_for_checkpointing(self.scheduler)
         self.ckpt_root = self.out_dir / "checkpoints"
         self.state = TrainState()
@@ -134,7 +126,7 @@ class Distiller:
         objectives = list(self.module.objectives)
         fixed = set()
         if self.cfg.freeze_embeddings:
-            fixed.add(id(anatomy(student).embeddings.word_embeddings.weight))
+            fixed.add(id(student.get_input_embeddings().weight))
         ids = torch.tensor(self.corpus.blocks[self.corpus.train_index[0]][:16], dtype=torch.long)[None]
         self.module.train()
         for stage in self.stages:
@@ -162,8 +154,8 @@ class Distiller:
         trained = {n for s in self.stages for n in s.trains}
         frozen = [n for n in names.values() if n not in trained]
         if self.cfg.freeze_embeddings:
-            frozen = [n for n in frozen if not n.endswith("word_embeddings.weight")] + [
-                "word_embeddings (freeze_embeddings)"]
+            word = student.get_input_embeddings().weight
+            frozen = [n for n in frozen if names.get(id(word)) != n] + ["word_embeddings (freeze_embeddings)"]
         return frozen
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,9 @@ import yaml
 from bertpress.atomic import atomic_dir, atomic_write_json
 from bertpress.errors import BertpressError
 from bertpress.models.sentence_stack import copy_sentence_stack
+from bertpress.recipe import RESULT_NEUTRAL_FIELDS
 
 RUN_MARKERS = ("recipe.yaml", "bertpress.json", "checkpoints")
-#: Recipe fields that may change between a run and its resumption (they do not change the result).
-RESUMABLE_CHANGES = {"train.eval_every", "train.save_every", "train.keep_checkpoints", "train.log_every",
-                     "train.num_workers", "train.eval_batches", "output_dir", "data.cache_dir"}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -44,28 +42,36 @@ def existing_ancestor(path: Path) -> Path:
     return path
 
 
-def check_output_dir(path: Path, recipe: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
-    """Check that ``path`` may receive this run; nothing is written or deleted here."""
+def check_job_dir(path: Path, *, label: str, holds: Callable[[Path], bool], job: str, other: str, resume: bool,
+                  overwrite: bool, on_resume: Callable[[Path], None] | None = None) -> None:
+    """Check that directory ``path`` (called ``label`` in messages) may receive a ``job`` (a run, a search): it is
+    new or empty, or ``holds`` one and ``resume`` / ``overwrite`` says what to do with it. Nothing is written."""
     if resume and overwrite:
         raise BertpressError("--resume and --overwrite contradict each other: pass only one")
     if path.exists() and not path.is_dir():
-        raise BertpressError(f"output_dir {str(path)!r} is a file: choose a directory path")
+        raise BertpressError(f"{label} {str(path)!r} is a file: choose a directory path")
     where = existing_ancestor(path)
     if shutil.disk_usage(where).total == 0:
-        raise BertpressError(f"output_dir {str(path)!r} is on a virtual file system ({where} has no disk space, "
+        raise BertpressError(f"{label} {str(path)!r} is on a virtual file system ({where} has no disk space, "
                              "like /proc and /sys): choose a directory on a disk")
     if path.is_dir() and any(path.iterdir()):
-        if not is_run_dir(path):
-            raise BertpressError(
-                f"output_dir {str(path)!r} is not empty and holds no bertpress run: choose a new or empty directory")
+        if not holds(path):
+            raise BertpressError(f"{label} {str(path)!r} is not empty and holds no {job}: choose a new or empty "
+                                 "directory")
         if resume:
-            check_resumable(path, recipe)
+            if on_resume is not None:
+                on_resume(path)
         elif not overwrite:
-            raise BertpressError(
-                f"output_dir {str(path)!r} already holds a run: pass --resume to continue it, --overwrite to replace "
-                "it, or choose another output_dir")
+            raise BertpressError(f"{label} {str(path)!r} already holds a {job.split()[-1]}: pass --resume to continue "
+                                 f"it, --overwrite to replace it, or choose another {other}")
     elif resume:
         raise BertpressError(f"nothing to resume in {str(path)!r}: run without --resume to start")
+
+
+def check_output_dir(path: Path, recipe: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
+    """Check that ``path`` may receive this run; nothing is written or deleted here."""
+    check_job_dir(path, label="output_dir", holds=is_run_dir, job="bertpress run", other="output_dir",
+                  resume=resume, overwrite=overwrite, on_resume=lambda p: check_resumable(p, recipe))
 
 
 @contextmanager
@@ -107,7 +113,7 @@ def check_resumable(path: Path, recipe: dict[str, Any]) -> None:
         return
     saved, now = _flatten(yaml.safe_load(saved_file.read_text()) or {}), _flatten(recipe)
     changed = sorted(k for k in saved.keys() | now.keys()
-                     if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
+                     if saved.get(k) != now.get(k) and k not in RESULT_NEUTRAL_FIELDS)
     if changed:
         k = changed[0]
         raise BertpressError(

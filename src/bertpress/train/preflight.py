@@ -9,13 +9,14 @@ from pathlib import Path
 import torch
 
 from bertpress.errors import BertpressError
+from bertpress.models.anatomy import layout_of
 from bertpress.train.output import existing_ancestor
 
 
 def check_setup(recipe, teacher_config, tokenizer, objective) -> None:
     """Recipe-vs-model checks that need no corpus: sequence length, masking token, precision."""
     max_pos = getattr(teacher_config, "max_position_embeddings", None)
-    offset = 2 if teacher_config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+    offset = layout_of(teacher_config).positions_offset
     if max_pos and recipe.data.block_size > max_pos - offset:
         raise BertpressError(
             f"data.block_size {recipe.data.block_size} exceeds the teacher's {max_pos - offset} positions: "

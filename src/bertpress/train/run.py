@@ -16,11 +16,13 @@ import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DistributedDataParallelKwargs
 
 import bertpress
 from bertpress.atomic import atomic_write_text
-from bertpress.data.corpus import PackedCorpus, load_corpus
+from bertpress.data.corpus import PackedCorpus, default_cache_dir, load_corpus
 from bertpress.init import InitContext, initialise
+from bertpress.models.mlm_head import fit_mlm_head
 from bertpress.models.sentence_stack import local_model_dir
 from bertpress.models.teacher import resolve_teacher
 from bertpress.recipe import Recipe
@@ -57,15 +59,17 @@ def _sample_batches(corpus: PackedCorpus, batch_size: int, seed: int):
     return sample
 
 
-def make_accelerator(mixed_precision: str) -> Accelerator:
+def make_accelerator(mixed_precision: str, *, staged: bool = False) -> Accelerator:
     """An :class:`Accelerator` for this run; in a single process a previous run's state is reset, so several
-    runs with different precisions can share one Python process (search, benchmarks, notebooks)."""
+    runs with different precisions can share one Python process (search, benchmarks, notebooks). ``staged``: the
+    trainable set changes between stages, so DDP must accept parameters without gradients in a step."""
     state = AcceleratorState._shared_state
     if state.get("_mixed_precision", mixed_precision) != mixed_precision and PartialState().num_processes == 1:
         AcceleratorState._reset_state()
     # several CPU processes (``torchrun --nproc_per_node N``): accelerate needs cpu=True to pick gloo
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    return Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu)
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if staged else []
+    return Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu, kwargs_handlers=handlers)
 
 
 def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None = None, resume: bool = False,
@@ -83,10 +87,18 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
     check_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
     run = build_run(recipe)
     teacher, student, spec = run.teacher, run.student, recipe.student
-    acc = accelerator or make_accelerator(recipe.train.mixed_precision)
+    acc = accelerator or make_accelerator(recipe.train.mixed_precision, staged=len(run.stages) > 1)
     with acc.main_process_first():
         corpus = load_corpus(recipe.data, run.tokenizer, seed=recipe.seed)
     check_corpus_and_disk(recipe, corpus, out, acc.num_processes, count_parameters(student))
+    fitted_head = recipe.teacher.fit_mlm_head is not None and not teacher.has_mlm_head
+    if fitted_head:
+        fit = recipe.teacher.fit_mlm_head
+        with acc.main_process_first():  # the main process fits and caches the head, the others read it
+            teacher = fit_mlm_head(teacher, corpus.blocks, corpus.train_index, corpus_key=corpus.meta["key"],
+                                   steps=fit.steps, batch_size=fit.batch_size, lr=fit.lr, seed=recipe.seed,
+                                   mlm_probability=recipe.data.mlm_probability,
+                                   cache_dir=Path(recipe.data.cache_dir) if recipe.data.cache_dir else default_cache_dir())
     acc.wait_for_everyone()
     with opened_output_dir(out, overwrite=overwrite, resume=resume, enabled=acc.is_main_process):
         if acc.is_main_process:
@@ -105,10 +117,12 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
         "bertpress_version": bertpress.__version__,
         "recipe": recipe.to_dict(),
         "teacher": {"source": recipe.teacher.name_or_path, "description": teacher.describe(),
-                    "parameters": count_parameters(teacher.model), "mlm_head": teacher.has_mlm_head},
+                    "parameters": count_parameters(teacher.model),
+                    "mlm_head": "fitted (teacher.fit_mlm_head)" if fitted_head else teacher.has_mlm_head},
         "student": {"parameters": count_parameters(final_student), "num_layers": s_config.num_hidden_layers,
                     "hidden_size": s_config.hidden_size, "num_heads": s_config.num_attention_heads,
-                    "intermediate_size": s_config.intermediate_size, "mlm_head": teacher.has_mlm_head},
+                    "intermediate_size": getattr(s_config, teacher.parts.layout.ffn_size),
+                    "mlm_head": teacher.has_mlm_head},
         "init": plan,
         "mapping": last.mapping,
         "objective": {"name": recipe.resolved_stages()[-1].objective.name, **last.objective.describe()},
