@@ -41,3 +41,26 @@ def test_distill_end_to_end_and_errors(tmp_path, tiny_teacher_bare, tiny_corpus)
     assert bad.stderr.strip() == ("bertpress: error: --set train.lr=-1: train.lr: Input should be greater than 0 "
                                   "(got -1): use a larger value")
     assert not (tmp_path / "other").exists(), "a rejected recipe writes nothing"
+
+
+def test_common_flags_before_and_after_the_verb(tmp_path, tiny_teacher_bare, tiny_corpus):
+    """``-q`` and ``--no-progress`` after the verb silence the log and every bar; ``-v`` before the verb is kept;
+    ``-v`` with ``-q`` is refused."""
+    from bertpress.cli import build_parser
+
+    args = build_parser().parse_args(["-v", "recipe", "check", "r.yaml"])
+    assert args.verbose and not args.quiet and not args.no_progress
+    args = build_parser().parse_args(["evaluate", "m", "-q", "--no-progress"])
+    assert args.quiet and args.no_progress and not args.verbose
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "output_dir": str(tmp_path / "out"), "teacher": {"name_or_path": str(tiny_teacher_bare)},
+        "student": {"num_layers": 1},
+        "data": {"sources": [str(tiny_corpus)], "block_size": 32, "cache_dir": str(tmp_path / "cache")},
+        "train": {"max_steps": 3, "batch_size": 4, "num_workers": 0, "eval_every": 0, "save_every": 0}}))
+    quiet = bertpress("distill", recipe, "-q", "--no-progress")
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "distilling" not in quiet.stderr and " INFO " not in quiet.stderr
+    assert "student written to" in quiet.stdout
+    both = bertpress("-v", "distill", recipe, "-q")
+    assert both.returncode == 2 and "-v and -q contradict each other" in both.stderr

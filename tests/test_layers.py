@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "bertpress"
 
 #: layer of each top-level module or package of bertpress (see docs/architecture.md)
 LAYERS = {
-    "bertpress": 1, "errors": 1, "atomic": 1, "hashing": 1, "config": 1, "registry": 1, "optim": 1,
+    "bertpress": 1, "errors": 1, "atomic": 1, "hashing": 1, "config": 1, "registry": 1, "optim": 1, "progress": 1,
     "models": 2, "data": 2,
     "init": 3, "objectives": 3,
     "recipe": 4, "train": 4,

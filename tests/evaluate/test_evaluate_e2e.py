@@ -100,3 +100,26 @@ def test_lr_grid_reports_the_best_mean(tmp_path, tiny_pair, monkeypatch):
     assert result["grid"] == {"1e-05": 65.0, "3e-05": 66.0, "0.0001": 50.0}
     assert result["lr"] == 3e-5 and result["mean"]["score"] == 66.0
     assert result["std"]["score"] == pytest.approx(np.std([64.0, 68.0], ddof=1))
+
+
+def test_device_choice_and_cache_keys(monkeypatch):
+    """CPU results keep the cache keys they always had; a GPU's are cached apart (other random numbers)."""
+    from bertpress.evaluate import suite
+    from bertpress.evaluate.finetune import eval_device
+
+    monkeypatch.setenv("BERTPRESS_DEVICE", "cpu")
+    assert eval_device().type == "cpu" and suite._device_key() == {}
+    monkeypatch.setenv("BERTPRESS_DEVICE", "cuda")
+    assert suite._device_key() == {"device": "cuda"}
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_proxy_runs_on_the_gpu(tmp_path, task_data, tiny_pair, monkeypatch):
+    """The same proxy evaluation on the GPU: model and batches placed there, scores close to the CPU's."""
+    _, student = tiny_pair
+    monkeypatch.setenv("BERTPRESS_DEVICE", "cpu")
+    cpu = proxy_scores(student, task_data, cache=ResultCache(tmp_path / "cpu"))
+    monkeypatch.setenv("BERTPRESS_DEVICE", "cuda")
+    gpu = proxy_scores(student, task_data, cache=ResultCache(tmp_path / "gpu"))
+    assert set(gpu) == set(cpu) and all(np.isfinite(v) for v in gpu.values())
+    assert gpu["fitness"] == pytest.approx(cpu["fitness"], abs=10.0)  # other dropout draws on a tiny task

@@ -44,7 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy", action="store_true",
                    help="print each MODEL's proxy fitness (fast fixed fine-tuning on a few tasks) and exit")
     p.add_argument("--show-settings", action="store_true", help="print the resolved settings per task and exit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 

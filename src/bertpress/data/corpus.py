@@ -23,6 +23,7 @@ from bertpress.atomic import atomic_write_bytes, atomic_write_json
 from bertpress.data.sources import ReadStats, expand_files, load_hf_dataset, read_dataset, read_files
 from bertpress.errors import BertpressError
 from bertpress.hashing import file_digest
+from bertpress.progress import bars_enabled
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,8 @@ def build_blocks(sources: list[Any], tokenizer, block_size: int, text_field: str
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise BertpressError("the tokenizer has no CLS/SEP tokens: use a BERT-family tokenizer")
     stats = ReadStats()
-    segments = tqdm(iter_segments(sources, text_field, stats, encoding), desc="tokenising", unit=" lines", mininterval=2)
+    segments = tqdm(iter_segments(sources, text_field, stats, encoding), desc="tokenising", unit=" lines", mininterval=2,
+                    disable=not bars_enabled())
     blocks = pack(tokenize_segments(segments, tokenizer, tokenizer.sep_token_id), block_size,
                   tokenizer.cls_token_id, tokenizer.sep_token_id)
     if stats.files == 0 and stats.skipped_files and not any(not isinstance(s, str) for s in sources):

@@ -8,6 +8,7 @@ member. The same seed gives the same head initialisation, batch order and dropou
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from bertpress.errors import BertpressError
 from bertpress.optim import decay_groups
+from bertpress.progress import bars_enabled
 
 #: Label value ignored by the loss (sub-word continuations and special tokens in NER).
 IGNORE = -100
@@ -49,8 +51,20 @@ def fixed_subset(examples: Sequence[Any], cap: int | None) -> list[Any]:
     return [examples[i] for i in keep]
 
 
+def eval_device() -> torch.device:
+    """Where fine-tuning runs: ``$BERTPRESS_DEVICE`` (e.g. ``cpu`` to force it), else the GPU when there is one.
+    On the CPU every result is what it was before evaluation learnt devices (tests)."""
+    name = os.environ.get("BERTPRESS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def load_model(model_dir: Path, auto_class: type, **config: Any) -> nn.Module:
-    """A task model on top of the encoder in ``model_dir``; only the task head (and pooler) may be new."""
+    """A task model on top of the encoder in ``model_dir`` (on :func:`eval_device`); only the task head (and pooler)
+    may be new."""
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     try:
@@ -63,7 +77,7 @@ def load_model(model_dir: Path, auto_class: type, **config: Any) -> nn.Module:
     if lost:
         raise BertpressError(f"{model_dir}: {len(lost)} encoder weights are missing from the checkpoint (e.g. "
                              f"{lost[0]}): give a directory written by save_pretrained of a BERT-family encoder")
-    return model
+    return model.to(eval_device())
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -116,11 +130,13 @@ def train(model: nn.Module, features: Sequence[dict[str, Any]], *, lr: float, ep
     optimizer = _optimizer(model, lr, weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total), total)
     model.train()
+    device = next(model.parameters()).device
     start, step, smooth = time.perf_counter(), 0, float("nan")
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, mininterval=5, leave=False)
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not (progress and bars_enabled()), mininterval=5,
+               leave=False)
     while step < total:
         for idx in length_grouped_batches(lengths, batch_size, rng):
-            loss = model(**collate([features[i] for i in idx], pad_id)).loss
+            loss = model(**_to(collate([features[i] for i in idx], pad_id), device)).loss
             if not torch.isfinite(loss):
                 raise BertpressError(f"{desc}: the loss became {loss.item()} at step {step + 1}: lower the "
                                      "learning rate (--set lr=...)")
@@ -145,14 +161,15 @@ def predict(model: nn.Module, features: Sequence[dict[str, Any]], *, batch_size:
             progress: bool = True) -> dict[str, list[np.ndarray]]:
     """Model outputs per feature, in feature order (token-level outputs cut to each feature's length)."""
     model.eval()
+    device = next(model.parameters()).device
     lengths = np.array([len(f["input_ids"]) for f in features])
     order = np.argsort(-lengths, kind="stable")
     out: dict[str, list[np.ndarray]] = {name: [np.empty(0)] * len(features) for name in outputs}
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress,
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not (progress and bars_enabled()),
                       mininterval=5, leave=False):
         idx = order[start:start + batch_size]
         batch = collate([{k: features[i][k] for k in INPUT_KEYS if k in features[i]} for i in idx], pad_id)
-        result = model(**batch)
+        result = model(**_to(batch, device))
         for name in outputs:
             values = result[name].float().cpu().numpy()
             for row, i in enumerate(idx):

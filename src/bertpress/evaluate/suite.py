@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoTokenizer
 from bertpress.errors import BertpressError
 from bertpress.evaluate.cache import ResultCache, model_fingerprint
 from bertpress.evaluate.classify import GlueRunner
-from bertpress.evaluate.finetune import load_model, seed_everything, train
+from bertpress.evaluate.finetune import eval_device, load_model, seed_everything, train
 from bertpress.evaluate.ner import NerRunner
 from bertpress.evaluate.qa import SquadRunner
 from bertpress.evaluate.settings import EmbeddingSettings, FinetuneSettings
@@ -109,7 +109,7 @@ def evaluate_task(spec: ModelSpec, data: TaskData, settings: FinetuneSettings, c
     by_lr: dict[float, list[dict[str, Any]]] = {}
     for lr in settings.learning_rates:
         for seed in settings.seeds:
-            key = cache.key(fingerprint, task, data.identity, settings.run_key(lr, seed))
+            key = cache.key(fingerprint, task, data.identity, {**settings.run_key(lr, seed), **_device_key()})
             record = cache.get(task, key)
             if record is None:
                 if features is None:
@@ -125,6 +125,13 @@ def evaluate_task(spec: ModelSpec, data: TaskData, settings: FinetuneSettings, c
     best = max(grid, key=lambda lr: grid[lr])
     return {"task": task, "lr": best, "grid": {f"{lr:g}": s for lr, s in grid.items()},
             "settings": settings.model_dump(), **summarise(by_lr[best]), "runs": by_lr[best]}
+
+
+def _device_key() -> dict[str, str]:
+    """Fine-tuning on a GPU draws other random numbers than on the CPU: its results are cached apart (CPU keys are
+    as they always were)."""
+    device = eval_device()
+    return {} if device.type == "cpu" else {"device": device.type}
 
 
 def _embedding_task(spec: ModelSpec, data: TaskData, settings: EmbeddingSettings, cache: ResultCache, tokenizer,

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from transformers import AutoModel
 
 from bertpress.errors import BertpressError
+from bertpress.evaluate.finetune import eval_device
 from bertpress.evaluate.settings import EmbeddingSettings
 from bertpress.evaluate.tasks import TaskData
 from bertpress.models.pooling import Pooling, model_pooling, pool
@@ -31,13 +32,14 @@ def embed(model: nn.Module, tokenizer, sentences: Sequence[str], *, pooling: Poo
     """``[n, hidden]`` pooled last-layer embeddings of ``sentences`` (eval mode, no gradient)."""
     encoder = getattr(model, "base_model", model)
     encoder.eval()
+    device = next(encoder.parameters()).device
     out = []
     for start in range(0, len(sentences), batch_size):
         batch = tokenizer(list(sentences[start:start + batch_size]), padding=True, truncation=True,
                           max_length=max_length, return_tensors="pt")
-        batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         hidden = encoder(**batch).last_hidden_state.float()
-        out.append(pool(hidden, batch["attention_mask"], pooling))
+        out.append(pool(hidden, batch["attention_mask"], pooling).cpu())
     return torch.cat(out)
 
 
@@ -73,7 +75,7 @@ class EmbeddingRunner:
                      ) -> dict[str, Any]:
         """Metrics of the model in ``model_dir`` pooled with ``pooling`` (see :meth:`pooling`)."""
         examples = next(iter(self.data.dev.values()))[:settings.max_eval_examples]
-        model = AutoModel.from_pretrained(model_dir)
+        model = AutoModel.from_pretrained(model_dir).to(eval_device())
         metrics = sts_zeroshot(model, tokenizer, [(e.text_a, e.text_b or "") for e in examples],
                                [float(e.label) for e in examples], pooling=pooling,
                                max_length=settings.max_length, batch_size=settings.eval_batch_size)

@@ -31,6 +31,7 @@ from bertpress.models.features import FeatureTap, teacher_forward
 from bertpress.models.teacher import Teacher
 from bertpress.objectives.base import Objective
 from bertpress.optim import decay_groups
+from bertpress.progress import bars_enabled
 from bertpress.train.callbacks import Callback, fire
 from bertpress.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from bertpress.train.data import Batcher, BlockDataset, ResumableBatchSampler
@@ -229,7 +230,7 @@ class Distiller:
         self.model.train()
         loader = iter(self._loader(state.micro_step))
         bar = tqdm(total=cfg.max_steps, initial=state.step, desc="distilling", unit="step",
-                   disable=not acc.is_local_main_process, dynamic_ncols=True)
+                   disable=not acc.is_local_main_process or not bars_enabled(), dynamic_ncols=True)
         tokens_per_micro = cfg.batch_size * self.corpus.block_size * acc.num_processes
         window: dict[str, Tensor] = {}  # on-device sums, read (and averaged over processes) only when logged
         window_steps, t_window = 0, time.perf_counter()
