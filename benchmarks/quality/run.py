@@ -1,6 +1,8 @@
 """Quality benchmark (issue 12), phase 1 "screen": does distillation beat no distillation, and with what settings?
 
-Packaged teacher (all-MiniLM-L6-v2) -> 3-layer, 384-wide students. Two kinds of candidates:
+Packaged teacher (all-MiniLM-L6-v2) -> 3-layer, 384-wide students (and 4-layer, 256-wide ETD-extracted ones: the
+``*-4x256`` entries; ``distilbert-triple-*`` uses the MLM head fitted by ``teacher.fit_mlm_head``; both added after
+the first screen, to run next). Two kinds of candidates:
 
 * **baselines**: teacher layers copied (``init: select``), no distillation at all - what a user gets for free;
 * **distilled**: one factor changed at a time from ``recipes/tinybert-3l.yaml`` as shipped before this screen (objective, attention
@@ -35,6 +37,7 @@ import torch
 import yaml
 
 from bertpress.atomic import atomic_write_json, atomic_write_text
+from bertpress.data.corpus import load_corpus
 from bertpress.data.tasks.files import default_data_dir
 from bertpress.evaluate.cache import ResultCache
 from bertpress.evaluate.latency import conditions
@@ -47,7 +50,7 @@ from bertpress.models.teacher import PACKAGED_TEACHER, resolve_teacher
 from bertpress.recipe import recipe_from_dict
 from bertpress.train.build import build_run
 from bertpress.train.checkpoint import latest_checkpoint
-from bertpress.train.run import distill
+from bertpress.train.run import distill, sample_batches
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -55,8 +58,17 @@ import matplotlib.pyplot as plt
 RESULTS = Path(__file__).resolve().parent / "results"
 CORPUS = "corpus/enwiki-wikiextractor-2015/AA/wiki_*.gz"
 
-#: Untrained baselines: which teacher layers are copied (1-based).
-BASELINES = {"copy-1-3-5": [1, 3, 5], "copy-1-3-6": [1, 3, 6], "copy-2-4-6": [2, 4, 6]}
+#: Untrained baselines (no distillation): the student section that builds them. 3L-384H: teacher layers copied
+#: (1-based); 4L-256H: ETD's importance-based extraction of the teacher's layers 1, 3, 5, 6 (the top one kept, as the
+#: 3L screen chose) or of the default every-other layers.
+SHAPE_4X256 = {"num_layers": 4, "hidden_size": 256, "num_heads": 8, "intermediate_size": 1024}
+BASELINES: dict[str, dict[str, Any]] = {
+    "copy-1-3-5": {"num_layers": 3, "init": "select", "init_args": {"layers": [1, 3, 5]}},
+    "copy-1-3-6": {"num_layers": 3, "init": "select", "init_args": {"layers": [1, 3, 6]}},
+    "copy-2-4-6": {"num_layers": 3, "init": "select", "init_args": {"layers": [2, 4, 6]}},
+    "etd-4x256-1-3-5-6": {**SHAPE_4X256, "init": "etd-impt", "init_args": {"layers": [1, 3, 5, 6]}},
+    "etd-4x256-skip": {**SHAPE_4X256, "init": "etd-impt", "init_args": {"layers": "skip"}},
+}
 #: Distilled candidates: changes to the tinybert-3l recipe as shipped before the screen (init layers [1, 3, 5], uniform mapping [2, 4, 6],
 #: embedding + hidden + attention-score MSE, lr 2e-4, 6% warm-up).
 CANDIDATES: dict[str, dict[str, Any]] = {
@@ -71,6 +83,14 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "distilbert-cos-top-1-3-6": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6],
                                  "objective": {"name": "distilbert", "alpha_ce": 0.0, "alpha_mlm": 0.0,
                                                "alpha_cos": 1.0, "cosine_layers": "mapping"}},
+    # DistilBERT's full triple loss, on a head fitted to the frozen teacher (teacher.fit_mlm_head, issue 12 item 6)
+    "distilbert-triple-top-1-3-6": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6], "fit_mlm_head": {"steps": 500},
+                                    "objective": {"name": "distilbert", "cosine_layers": "mapping"}},
+    # 4L-256H (ETD-extracted) students with the settings the 3L screen chose
+    "tinybert-probs-4x256": {"student": BASELINES["etd-4x256-1-3-5-6"], "mapping": [1, 3, 5, 6],
+                             "objective": {"attention_on": "probabilities"}},
+    "minilm-4x256": {"student": BASELINES["etd-4x256-1-3-5-6"],
+                     "objective": {"name": "minilm", "attention": 1.0, "value": 1.0}},
 }
 
 
@@ -80,12 +100,15 @@ def make_recipe(name: str, args: argparse.Namespace) -> dict[str, Any]:
     objective = {"name": "tinybert", "embedding": 1.0, "hidden": 1.0, "attention": 1.0}
     objective = {**objective, **change.get("objective", {})} if change.get("objective", {}).get("name") in (
         None, "tinybert") else dict(change["objective"])
-    student: dict[str, Any] = {"num_layers": 3, "init": "select"}
+    student: dict[str, Any] = dict(change.get("student", {"num_layers": 3, "init": "select"}))
     if "init_layers" in change:
         student["init_args"] = {"layers": change["init_layers"]}
+    teacher: dict[str, Any] = {"name_or_path": PACKAGED_TEACHER}
+    if "fit_mlm_head" in change:
+        teacher["fit_mlm_head"] = change["fit_mlm_head"]
     recipe = {
         "name": f"quality-{name}", "seed": args.seed, "output_dir": str(args.out_dir / name),
-        "teacher": {"name_or_path": PACKAGED_TEACHER}, "student": student,
+        "teacher": teacher, "student": student,
         "data": {"sources": [str(default_data_dir() / CORPUS)], "block_size": 128, "max_validation_blocks": 64},
         "objective": objective,
         "mapping": {"strategy": "explicit", "layers": change["mapping"]} if "mapping" in change else {"strategy": "uniform"},
@@ -100,9 +123,12 @@ def run_distillation(recipe: dict[str, Any]) -> dict[str, Any]:
     """Distil (reusing a finished run of the same recipe, resuming an interrupted one); returns its summary."""
     out = Path(recipe["output_dir"])
     done, saved = out / "bertpress.json", out / "recipe.yaml"
-    if done.is_file() and json.loads(done.read_text())["recipe"] == recipe:
+    def same(saved_recipe: dict[str, Any]) -> bool:  # read through today's schema: new fields take their defaults
+        return recipe_from_dict(saved_recipe).to_dict() == recipe
+
+    if done.is_file() and same(json.loads(done.read_text())["recipe"]):
         return json.loads(done.read_text())
-    resume = (not done.is_file() and saved.is_file() and yaml.safe_load(saved.read_text()) == recipe
+    resume = (not done.is_file() and saved.is_file() and same(yaml.safe_load(saved.read_text()))
               and latest_checkpoint(out / "checkpoints") is not None)
     print(f"[quality] {'resuming' if resume else 'starting'} {out}", flush=True)
     return distill(recipe, resume=resume, overwrite=not resume).summary
@@ -113,13 +139,16 @@ def make_baseline(name: str, out_dir: Path) -> Path:
     path = out_dir / name
     if (path / "model.safetensors").is_file():
         return path
+    student = BASELINES[name]
     run = build_run({"seed": 0, "output_dir": str(path), "teacher": {"name_or_path": PACKAGED_TEACHER},
-                     "student": {"num_layers": 3, "init": "select", "init_args": {"layers": BASELINES[name]}},
-                     "data": {"sources": [str(default_data_dir() / CORPUS)]}})
-    initialise("select", InitContext(run.teacher, run.student, 0), {"layers": BASELINES[name]})
+                     "student": student, "data": {"sources": [str(default_data_dir() / CORPUS)]}})
+    corpus = load_corpus(run.recipe.data, run.tokenizer, seed=0)  # ETD's importance is measured on the corpus
+    sample = sample_batches(corpus, 16, 0)
+    plan = initialise(student["init"], InitContext(run.teacher, run.student, 0, sample, path), student["init_args"])
     run.student.save_pretrained(path)
     run.teacher.tokenizer.save_pretrained(path)
-    atomic_write_json(path / "bertpress.json", {"teacher": {"source": PACKAGED_TEACHER}, "init": BASELINES[name]})
+    atomic_write_json(path / "bertpress.json", {"teacher": {"source": PACKAGED_TEACHER}, "student": student,
+                                                "init": plan.get("layers", student["init_args"]["layers"])})
     return path
 
 
@@ -247,8 +276,8 @@ def main() -> None:
 
     teacher_dir = Path(resolve_teacher(PACKAGED_TEACHER))
     put({"name": "teacher", "kind": "teacher", "layers": "1-6", **score(teacher_dir, "teacher", cache)})
-    for name, layers in BASELINES.items():
-        put({"name": name, "kind": "baseline", "layers": layers,
+    for name, student in BASELINES.items():
+        put({"name": name, "kind": "baseline", "layers": student["init_args"]["layers"],
              **score(make_baseline(name, args.out_dir), name, cache)})
     for name in args.only or CANDIDATES:
         start = time.perf_counter()

@@ -48,7 +48,8 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def _sample_batches(corpus: PackedCorpus, batch_size: int, seed: int):
+def sample_batches(corpus: PackedCorpus, batch_size: int, seed: int):
+    """``sample(n)``: up to ``n`` seeded batches of training blocks (what initialisers measure importance on)."""
     def sample(n: int) -> Iterator[dict[str, torch.Tensor]]:
         order = np.random.default_rng(seed).permutation(corpus.train_index)
         for b in range(min(n, len(order) // batch_size)):
@@ -104,7 +105,7 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
         if acc.is_main_process:
             atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
         acc.wait_for_everyone()
-        sample = _sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
+        sample = sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
         plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
         distiller = Distiller(teacher=teacher, student=student, stages=run.stages, corpus=corpus,
                               tokenizer=run.tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
