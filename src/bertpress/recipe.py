@@ -23,7 +23,7 @@ from bertpress.errors import BertpressError
 #: search's fitness cache ignores them.
 RESULT_NEUTRAL_FIELDS = frozenset({"output_dir", "data.cache_dir", "train.eval_every", "train.eval_batches",
                                    "train.save_every", "train.keep_checkpoints", "train.log_every",
-                                   "train.num_workers"})
+                                   "train.num_workers", "train.report_to"})
 
 
 class MLMHeadFitSpec(Strict):
@@ -156,6 +156,10 @@ class TrainSpec(Strict):
     teacher_inference_mode: bool = Field(True, description="run the teacher under torch.inference_mode")
     compile: bool = Field(False, description="torch.compile the student's attention-output and FFN blocks")
     on_nonfinite: Literal["stop", "skip"] = Field("stop", description="on a NaN/Inf loss: stop, or skip the batch")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab",
+                            "trackio"]] = Field(
+        ["tensorboard"], description="experiment trackers besides metrics.jsonl (always written); all but "
+                                     "tensorboard go through accelerate and need their package installed")
 
 
 #: A part of the student a stage trains: ``all``, ``embeddings``, ``layer N`` / ``layers N-M`` (1-based),

@@ -87,3 +87,50 @@ def test_sampler_resumes_mid_epoch():
     full = list(ResumableBatchSampler(10, 3, seed=1, start=0, total=7))
     assert sorted(i for b in full[:3] for i in b) == sorted(set(i for b in full[:3] for i in b))
     assert list(ResumableBatchSampler(10, 3, seed=1, start=4, total=7)) == full[4:]
+
+
+def test_trackers_tensorboard_optional_and_accelerate_trackers_receive_the_scalars(tiny_recipe, tmp_path):
+    from accelerate import Accelerator
+    from accelerate.tracking import GeneralTracker
+
+    from bertpress.train.run import make_accelerator
+
+    class Recording(GeneralTracker):
+        name, requires_logging_directory, main_process_only = "recording", False, True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.config, self.logged = None, []
+
+        @property
+        def tracker(self):
+            return self
+
+        def store_init_configuration(self, values) -> None:
+            self.config = values
+
+        def log(self, values, step=None, **kwargs) -> None:
+            self.logged.append((step, dict(values)))
+
+    plain = distill(tiny_recipe(output_dir=str(tmp_path / "plain"), train={"max_steps": 4, "report_to": []}))
+    assert not (plain.output_dir / "tensorboard").exists() and (plain.output_dir / "metrics.jsonl").is_file()
+    recorder = Recording()
+    make_accelerator("no")  # resets the shared state a previous run left
+    run = distill(tiny_recipe(output_dir=str(tmp_path / "tracked"), train={"max_steps": 4, "log_every": 2}),
+                  accelerator=Accelerator(log_with=[recorder]))
+    assert (run.output_dir / "tensorboard").is_dir()  # the default report_to
+    assert recorder.config["train.max_steps"] == 4 and recorder.config["name"] == "bertpress"
+    train_steps = [step for step, values in recorder.logged if "train/loss" in values]
+    assert train_steps == [2, 4]
+    assert any("valid/loss" in values for _, values in recorder.logged)
+
+
+def test_missing_tracker_package_is_refused_before_writing(tiny_recipe, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    recipe = tiny_recipe(output_dir=str(tmp_path / "wandb"), train={"report_to": ["tensorboard", "wandb"]})
+    with pytest.raises(BertpressError, match=r"train.report_to 'wandb' needs the wandb package: pip install wandb"):
+        distill(recipe)
+    assert not (tmp_path / "wandb").exists()

@@ -221,7 +221,9 @@ class Distiller:
             state = self.state = load_checkpoint(acc, ckpt)
         else:
             set_seed(self.seed)
-        metrics = MetricsLog(self.out_dir, enabled=acc.is_main_process, resume_step=state.step if ckpt else None)
+        metrics = MetricsLog(self.out_dir, enabled=acc.is_main_process, resume_step=state.step if ckpt else None,
+                             tensorboard="tensorboard" in cfg.report_to,
+                             forward=(lambda values, step: acc.log(values, step=step)) if acc.trackers else None)
         stage = stage_at(self.stages, state.step)
         self._enter(stage)
         self._stage_start(metrics, state, record=state.step == stage.start)

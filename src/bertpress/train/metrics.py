@@ -1,9 +1,10 @@
-"""Metrics to JSONL (one object per line) and TensorBoard, from the main process only."""
+"""Metrics to JSONL (one object per line), TensorBoard and any accelerate tracker, from the main process only."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +12,22 @@ from bertpress.atomic import atomic_write_text
 
 
 class MetricsLog:
-    """Appends records to ``metrics.jsonl`` and scalars to TensorBoard (``tensorboard/``)."""
+    """Appends records to ``metrics.jsonl``, scalars to TensorBoard (``tensorboard/``, unless ``tensorboard`` is
+    false) and to ``forward`` (e.g. ``Accelerator.log`` for W&B or MLflow), keyed ``split/name``."""
 
-    def __init__(self, out_dir: Path, *, enabled: bool, resume_step: int | None = None) -> None:
-        self.enabled = enabled
+    def __init__(self, out_dir: Path, *, enabled: bool, resume_step: int | None = None, tensorboard: bool = True,
+                 forward: Callable[[dict[str, float], int], None] | None = None) -> None:
+        self.enabled, self.forward = enabled, forward
         self.path = out_dir / "metrics.jsonl"
         self._tb = None
         if not enabled:
             return
         if resume_step is not None:
             self._truncate_after(resume_step)
-        from torch.utils.tensorboard import SummaryWriter
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
-        self._tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
+            self._tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
 
     def _truncate_after(self, step: int) -> None:
         """Drop records past the resumed checkpoint, so the log reads as one uninterrupted run."""
@@ -42,9 +46,12 @@ class MetricsLog:
         record = {"split": split, "step": step, "time": round(time.time(), 3), **values}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        for k, v in values.items():
-            if isinstance(v, (int, float)):
-                self._tb.add_scalar(f"{split}/{k}", v, step)
+        scalars = {f"{split}/{k}": v for k, v in values.items() if isinstance(v, (int, float))}
+        if self._tb is not None:
+            for k, v in scalars.items():
+                self._tb.add_scalar(k, v, step)
+        if self.forward is not None and scalars:
+            self.forward(scalars, step)
 
     def close(self) -> None:
         if self._tb is not None:

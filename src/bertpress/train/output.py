@@ -19,12 +19,13 @@ from bertpress.recipe import RESULT_NEUTRAL_FIELDS
 RUN_MARKERS = ("recipe.yaml", "bertpress.json", "checkpoints")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_recipe(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1e-4}}`` -> ``{"train.lr": 1e-4}`` (``init_args`` stays one value)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict) and v and k != "init_args":
-            out.update(_flatten(v, f"{key}."))
+            out.update(flat_recipe(v, f"{key}."))
         else:
             out[key] = v
     return out
@@ -111,7 +112,7 @@ def check_resumable(path: Path, recipe: dict[str, Any]) -> None:
     saved_file = path / "recipe.yaml"
     if not saved_file.is_file():
         return
-    saved, now = _flatten(yaml.safe_load(saved_file.read_text()) or {}), _flatten(recipe)
+    saved, now = flat_recipe(yaml.safe_load(saved_file.read_text()) or {}), flat_recipe(recipe)
     changed = sorted(k for k in saved.keys() | now.keys()
                      if saved.get(k) != now.get(k) and k not in RESULT_NEUTRAL_FIELDS)
     if changed:

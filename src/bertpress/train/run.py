@@ -21,6 +21,7 @@ from accelerate.utils import DistributedDataParallelKwargs
 import bertpress
 from bertpress.atomic import atomic_write_text
 from bertpress.data.corpus import PackedCorpus, default_cache_dir, load_corpus
+from bertpress.errors import BertpressError
 from bertpress.init import InitContext, initialise
 from bertpress.models.mlm_head import fit_mlm_head
 from bertpress.models.sentence_stack import local_model_dir
@@ -29,7 +30,7 @@ from bertpress.recipe import Recipe
 from bertpress.train.build import build_run, resolve_recipe
 from bertpress.train.callbacks import Callback
 from bertpress.train.distiller import Distiller
-from bertpress.train.output import check_output_dir, opened_output_dir, publish_student
+from bertpress.train.output import check_output_dir, flat_recipe, opened_output_dir, publish_student
 from bertpress.train.preflight import check_corpus_and_disk
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,25 @@ def sample_batches(corpus: PackedCorpus, batch_size: int, seed: int):
     return sample
 
 
-def make_accelerator(mixed_precision: str, *, staged: bool = False) -> Accelerator:
+#: ``train.report_to`` name -> the module its accelerate tracker needs
+TRACKER_MODULES = {"wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml", "aim": "aim", "clearml": "clearml",
+                   "dvclive": "dvclive", "swanlab": "swanlab", "trackio": "trackio"}
+
+
+def accelerate_trackers(report_to: Sequence[str]) -> list[str]:
+    """The trackers accelerate runs (all but TensorBoard, which bertpress writes itself so a resume can purge the
+    lost steps), refusing one whose package is missing before anything is written."""
+    import importlib.util
+
+    out = [t for t in report_to if t != "tensorboard"]
+    for t in out:
+        if importlib.util.find_spec(TRACKER_MODULES[t]) is None:
+            raise BertpressError(f"train.report_to {t!r} needs the {TRACKER_MODULES[t]} package: pip install "
+                                 f"{TRACKER_MODULES[t]}, or remove it from train.report_to")
+    return out
+
+
+def make_accelerator(mixed_precision: str, *, staged: bool = False, log_with: Sequence[str] = ()) -> Accelerator:
     """An :class:`Accelerator` for this run; in a single process a previous run's state is reset, so several
     runs with different precisions can share one Python process (search, benchmarks, notebooks). ``staged``: the
     trainable set changes between stages, so DDP must accept parameters without gradients in a step."""
@@ -70,7 +89,8 @@ def make_accelerator(mixed_precision: str, *, staged: bool = False) -> Accelerat
     # several CPU processes (``torchrun --nproc_per_node N``): accelerate needs cpu=True to pick gloo
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if staged else []
-    return Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu, kwargs_handlers=handlers)
+    return Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu, kwargs_handlers=handlers,
+                       log_with=list(log_with) or None)
 
 
 def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None = None, resume: bool = False,
@@ -88,7 +108,9 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
     check_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
     run = build_run(recipe)
     teacher, student, spec = run.teacher, run.student, recipe.student
-    acc = accelerator or make_accelerator(recipe.train.mixed_precision, staged=len(run.stages) > 1)
+    trackers = accelerate_trackers(recipe.train.report_to)
+    acc = accelerator or make_accelerator(recipe.train.mixed_precision, staged=len(run.stages) > 1,
+                                          log_with=trackers)
     with acc.main_process_first():
         corpus = load_corpus(recipe.data, run.tokenizer, seed=recipe.seed)
     check_corpus_and_disk(recipe, corpus, out, acc.num_processes, count_parameters(student))
@@ -110,7 +132,11 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
         distiller = Distiller(teacher=teacher, student=student, stages=run.stages, corpus=corpus,
                               tokenizer=run.tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
                               mlm_probability=recipe.data.mlm_probability, accelerator=acc, callbacks=callbacks)
+    if acc.log_with:  # W&B, MLflow, ... (and trackers of an accelerator passed in)
+        acc.init_trackers(recipe.name, config=flat_recipe(recipe.to_dict()))
     result = distiller.run(resume=resume, stop_after=stop_after)
+    if acc.log_with:
+        acc.end_training()
     final_student = distiller.student()
     s_config = run.student_config
     last = run.stages[-1]
