@@ -15,6 +15,7 @@ from bertpress.atomic import atomic_dir, atomic_write_json
 from bertpress.errors import BertpressError
 from bertpress.models.sentence_stack import copy_sentence_stack
 from bertpress.recipe import RESULT_NEUTRAL_FIELDS
+from bertpress.train.card import model_card
 
 RUN_MARKERS = ("recipe.yaml", "bertpress.json", "checkpoints")
 
@@ -125,7 +126,8 @@ def check_resumable(path: Path, recipe: dict[str, Any]) -> None:
 def publish_student(out_dir: Path, student, tokenizer, summary: dict[str, Any],
                     sentence_stack: Path | None = None) -> None:
     """Write the student and tokenizer (each file replaced atomically), with the sentence-transformers stack of
-    the model directory ``sentence_stack`` when it has one, then ``bertpress.json`` last."""
+    the model directory ``sentence_stack`` when it has one and the model card (``README.md``), then
+    ``bertpress.json`` last."""
     staging = out_dir / ".student"
     with atomic_dir(staging) as tmp:
         student.save_pretrained(tmp)
@@ -133,6 +135,7 @@ def publish_student(out_dir: Path, student, tokenizer, summary: dict[str, Any],
         if sentence_stack is not None:
             summary["sentence_transformers"] = copy_sentence_stack(sentence_stack, Path(tmp),
                                                                    student.config.hidden_size)
+        (Path(tmp) / "README.md").write_text(model_card(summary), encoding="utf-8")
     for f in staging.iterdir():
         target = out_dir / f.name
         if target.is_dir():  # a module folder of an earlier publish (resumed finished run)
