@@ -41,6 +41,11 @@ def test_compare_report_and_cache(tmp_path, task_data, tiny_pair, monkeypatch, c
     assert s["retention"] == pytest.approx(100 * s["average"] / t["average"])
     assert s["speedup"]["32"] == pytest.approx(t["latency"]["32"]["median_ms"] / s["latency"]["32"]["median_ms"])
     assert s["parameters"] < t["parameters"] and s["size_mb"] < t["size_mb"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "a" / "tensorboard" / "tiny-student")).Reload()
+    assert events.Scalars("score/rte")[0].value == pytest.approx(s["tasks"]["rte"]["mean"]["score"])
+    assert events.Scalars("retention")[0].value == pytest.approx(s["retention"])
     md = (tmp_path / "a" / "results.md").read_text()
     assert md.startswith("| Model | RTE | STS-B | CoNLL03 | SQuAD1.1 | Avg | Retention | Params | Size | "
                          "CPU ms, batch 1 | CPU ms, batch 32 | Speed-up (b1 / b32) |\n")

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from bertpress.evaluate.cache import ResultCache
     from bertpress.evaluate.compare import run_compare
     from bertpress.evaluate.proxy import PROXY_TASKS, proxy_scores
-    from bertpress.evaluate.report import markdown, write_report
+    from bertpress.evaluate.report import markdown, write_report, write_tensorboard
     from bertpress.evaluate.settings import resolve_settings
     from bertpress.evaluate.suite import model_spec
     from bertpress.evaluate.tasks import load_task, parse_tasks
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                          data_dir=data_dir, command=shlex.join(["bertpress", *sys.argv[1:]]),
                          progress=not args.no_progress)
     report["wall_seconds"] = time.perf_counter() - start
-    written = write_report(report, Path(args.output_dir))
+    written = [*write_report(report, Path(args.output_dir)), write_tensorboard(report, Path(args.output_dir))]
     print(markdown(report).split("\n\n")[0])
     print(f"\nwritten: {', '.join(map(str, written))} ({report['wall_seconds'] / 60:.1f} min)")
     return 0

@@ -122,3 +122,20 @@ def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
         written.append(out_dir / "results.png")
         atomic_write_bytes(written[-1], image)
     return written
+
+
+def write_tensorboard(report: dict[str, Any], out_dir: Path) -> Path:
+    """Every model's task scores, average and retention as TensorBoard scalars (``tensorboard/<label>/``, one run
+    per model so they overlay); returns the folder."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    root = Path(out_dir) / "tensorboard"
+    for m in report["models"]:
+        writer = SummaryWriter(str(root / m["label"].replace("/", "_")))
+        for task, result in m["tasks"].items():
+            writer.add_scalar(f"score/{task}", result["mean"]["score"], 0)
+        writer.add_scalar("score/average", m["average"], 0)
+        if m.get("retention") is not None:
+            writer.add_scalar("retention", m["retention"], 0)
+        writer.close()
+    return root
