@@ -3,6 +3,7 @@ CLI verbs ``search-mapping`` and ``distill --mapping-from``."""
 
 import json
 
+import pytest
 from lms_helpers import GLUE_TASKS, write_glue, write_recipe
 
 from bertpress.cli import main
@@ -29,6 +30,10 @@ def test_real_search_then_distill_with_found_mapping(search_recipe, tmp_path, ca
         assert r["distill_loss"] > 0 and r["details"]["distill_s"] > 0 and r["details"]["proxy_s"] > 0
     assert not (out / "work").exists(), "proxy students are deleted unless keep_students"
     assert summary["best"]["fitness"] == max(r["fitness"] for r in records)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    best = [e.value for e in EventAccumulator(str(out / "tensorboard")).Reload().Scalars("search/best_fitness")]
+    assert len(best) == 7 and best == sorted(best) and best[-1] == pytest.approx(summary["best"]["fitness"])
 
     distilled = tmp_path / "student"
     assert main(["distill", str(path), "--mapping-from", str(out), "--output-dir", str(distilled)]) == 0

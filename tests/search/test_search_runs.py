@@ -38,7 +38,7 @@ def test_outputs(search_recipe, synth, tmp_path):
     result = search_mapping(search_recipe(generations=1), search_dir=out)
     names = sorted(p.name for p in out.iterdir())
     assert names == ["best_mapping.yaml", "evaluations.jsonl", "search.json", "search.md", "search.png",
-                     "state.json"], names
+                     "state.json", "tensorboard"], names
     snippet = yaml.safe_load((out / "best_mapping.yaml").read_text())
     assert snippet == {"mapping": {"strategy": "explicit", "layers": result.best_mapping}}
     lines = [json.loads(x) for x in (out / "evaluations.jsonl").read_text().splitlines()]

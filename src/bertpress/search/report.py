@@ -122,5 +122,25 @@ def write_outputs(root: Path, summary: dict[str, Any], records: list[dict[str, A
     atomic_write_json(root / "search.json", json.loads(json.dumps(summary, default=str)))
     atomic_write_text(root / "search.md", markdown(summary, records))
     atomic_write_bytes(root / "search.png", plot_png(summary))
+    write_tensorboard(root, records)
     atomic_write_text(root / BEST_FILE, best_mapping_yaml(summary))
     return [root / n for n in (BEST_FILE, "search.json", "search.md", "search.png", "evaluations.jsonl")]
+
+
+def write_tensorboard(root: Path, records: list[dict[str, Any]]) -> None:
+    """Fitness, best fitness so far and per-task scores of every evaluated mapping, in evaluation order, as
+    TensorBoard scalars (``tensorboard/``; rewritten whole, so a resumed search shows one curve)."""
+    import shutil
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    shutil.rmtree(root / "tensorboard", ignore_errors=True)
+    writer = SummaryWriter(str(root / "tensorboard"))
+    best = None
+    for i, r in enumerate(x for x in records if x.get("fitness") is not None):
+        best = r["fitness"] if best is None else max(best, r["fitness"])
+        writer.add_scalar("search/fitness", r["fitness"], i + 1)
+        writer.add_scalar("search/best_fitness", best, i + 1)
+        for task, score in (r.get("scores") or {}).items():
+            writer.add_scalar(f"search/{task}", score, i + 1)
+    writer.close()
