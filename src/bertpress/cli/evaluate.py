@@ -8,8 +8,6 @@ import shlex
 import sys
 import time
 
-DEFAULT_TASKS = "rte,mrpc,stsb,cola,sst2"
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,10 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model directory, or LABEL=DIR to name it in the report")
     p.add_argument("--teacher", metavar="MODEL",
                    help="teacher to compare against (a directory, LABEL=DIR or packaged:all-MiniLM-L6-v2)")
-    p.add_argument("--tasks", help=f"comma-separated tasks: cola sst2 mrpc qqp stsb mnli qnli rte wnli (or glue), "
-                                   f"squad, squad2, conll2003, stsb-zeroshot (embedding similarity without "
-                                   f"fine-tuning; seconds) (default {DEFAULT_TASKS}; with --proxy "
-                                   f"sst2,stsb,conll2003)")
+    p.add_argument("--tasks", help="comma-separated tasks: cola sst2 mrpc qqp stsb mnli qnli rte wnli (or glue), "
+                                   "squad, squad2, conll2003, stsb-zeroshot (embedding similarity without "
+                                   "fine-tuning; seconds) (default rte,mrpc,stsb,cola,sst2; with --proxy "
+                                   "sst2,stsb,conll2003)")
     p.add_argument("--data-dir", help="folder with glue/, squad/, conll2003/ (default $BERTPRESS_DATA or "
                                       "../shared/data beside the repository)")
     p.add_argument("--output-dir", default="runs/evaluate", help="where results.{json,md,png} go (default %(default)s)")
@@ -62,20 +60,19 @@ def shortcut_overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bertpress.data.tasks.files import resolve_data_dir
     from bertpress.errors import BertpressError
     from bertpress.evaluate.cache import ResultCache
-    from bertpress.evaluate.compare import run_compare
+    from bertpress.evaluate.compare import DEFAULT_TASKS, evaluate_models
     from bertpress.evaluate.proxy import PROXY_TASKS, proxy_scores
-    from bertpress.evaluate.report import markdown, write_report, write_tensorboard
+    from bertpress.evaluate.report import markdown
     from bertpress.evaluate.settings import resolve_settings
     from bertpress.evaluate.suite import model_spec
-    from bertpress.evaluate.tasks import load_task, parse_tasks
+    from bertpress.evaluate.tasks import parse_tasks
 
     overrides = shortcut_overrides(args)
     cache = ResultCache(Path(args.cache_dir) if args.cache_dir else None, read=not args.recompute)
     models = [model_spec(m) for m in args.models]
-    default_tasks = ",".join(PROXY_TASKS) if args.proxy else DEFAULT_TASKS
+    default_tasks = ",".join(PROXY_TASKS if args.proxy else DEFAULT_TASKS)
     tasks = parse_tasks([t for t in (args.tasks or default_tasks).split(",") if t.strip()])
     if args.proxy:
         if not models:
@@ -92,21 +89,11 @@ def run(args: argparse.Namespace) -> int:
         for name, s in settings.items():
             print(f"{name}: {json.dumps(s.model_dump())}")
         return 0
-    teacher = model_spec(args.teacher) if args.teacher else None
-    if not models and not teacher:
-        raise BertpressError("no model to evaluate: give one or more model directories (and --teacher to compare)")
-    labels = [m.label for m in ([teacher] if teacher else []) + models]
-    if len(set(labels)) != len(labels):
-        raise BertpressError(f"two models share the label {next(x for x in labels if labels.count(x) > 1)!r}: "
-                             "name them with LABEL=DIR")
-    data_dir = resolve_data_dir(args.data_dir)
-    start = time.perf_counter()
-    data = [load_task(t, data_dir, args.glue_source) for t in tasks]
-    report = run_compare(models, data, settings, cache, teacher=teacher, latency=not args.no_latency,
-                         data_dir=data_dir, command=shlex.join(["bertpress", *sys.argv[1:]]),
-                         progress=not args.no_progress)
-    report["wall_seconds"] = time.perf_counter() - start
-    written = [*write_report(report, Path(args.output_dir)), write_tensorboard(report, Path(args.output_dir))]
+    report = evaluate_models(args.models, tasks, teacher=args.teacher, data_dir=args.data_dir, overrides=overrides,
+                             glue_source=args.glue_source, latency=not args.no_latency, cache_dir=args.cache_dir,
+                             recompute=args.recompute, output_dir=Path(args.output_dir),
+                             command=shlex.join(["bertpress", *sys.argv[1:]]), progress=not args.no_progress)
+    written = report["written"]
     print(markdown(report).split("\n\n")[0])
     print(f"\nwritten: {', '.join(map(str, written))} ({report['wall_seconds'] / 60:.1f} min)")
     return 0

@@ -80,3 +80,46 @@ def run_compare(models: Sequence[ModelSpec], tasks: Sequence[TaskData], settings
         "latency_setup": {"batch_sizes": [1, 32], "seq_len": 128, **(lat_conditions or {})} if latency else None,
         "models": rows,
     }
+
+
+#: ``bertpress evaluate``'s default tasks: the small GLUE set (SST-2 capped by its default recipe)
+DEFAULT_TASKS = ("rte", "mrpc", "stsb", "cola", "sst2")
+
+
+def evaluate_models(models: Sequence[str | Path], tasks: Sequence[str] = DEFAULT_TASKS, *,
+                    teacher: str | Path | None = None, data_dir: str | Path | None = None,
+                    overrides: Sequence[str] = (), glue_source: str = "auto", latency: bool = False,
+                    cache_dir: str | Path | None = None, recompute: bool = False,
+                    output_dir: str | Path | None = None, command: str | None = None,
+                    progress: bool = True) -> dict[str, Any]:
+    """``bertpress evaluate`` from Python: fine-tune ``models`` (``PATH`` or ``LABEL=PATH``) and the optional
+    ``teacher`` on ``tasks`` with the default task recipes plus ``overrides`` (``KEY=VALUE`` / ``TASK.KEY=VALUE``);
+    returns the report (and writes ``results.{json,md}`` and ``tensorboard/`` to ``output_dir`` when given).
+    Results are cached (``cache_dir``, default ``$BERTPRESS_CACHE/evaluate``); ``recompute`` ignores the cache."""
+    from bertpress.data.tasks.files import resolve_data_dir
+    from bertpress.errors import BertpressError
+    from bertpress.evaluate.report import write_report, write_tensorboard
+    from bertpress.evaluate.settings import resolve_settings
+    from bertpress.evaluate.suite import model_spec
+    from bertpress.evaluate.tasks import load_task, parse_tasks
+
+    specs = [model_spec(str(m)) for m in models]
+    teacher_spec = model_spec(str(teacher)) if teacher else None
+    if not specs and not teacher_spec:
+        raise BertpressError("no model to evaluate: give one or more model directories (and a teacher to compare)")
+    labels = [m.label for m in ([teacher_spec] if teacher_spec else []) + specs]
+    if len(set(labels)) != len(labels):
+        raise BertpressError(f"two models share the label {next(x for x in labels if labels.count(x) > 1)!r}: "
+                             "name them with LABEL=DIR")
+    names = parse_tasks(list(tasks))
+    settings = resolve_settings(names, list(overrides))
+    root = resolve_data_dir(data_dir)
+    data = [load_task(t, root, glue_source) for t in names]
+    start = time.perf_counter()
+    report = run_compare(specs, data, settings, ResultCache(Path(cache_dir) if cache_dir else None, read=not recompute),
+                         teacher=teacher_spec, latency=latency, data_dir=root, command=command, progress=progress)
+    report["wall_seconds"] = time.perf_counter() - start
+    if output_dir is not None:
+        report["written"] = [str(p) for p in (*write_report(report, Path(output_dir)),
+                                              write_tensorboard(report, Path(output_dir)))]
+    return report
