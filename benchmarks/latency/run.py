@@ -18,13 +18,11 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
 from bertpress.evaluate.latency import conditions, footprint, measure_latency
 from bertpress.init import InitContext, initialise
@@ -56,43 +54,15 @@ def build_models(tmp: Path) -> dict[str, Path]:
     return dirs
 
 
-class Encoder(nn.Module):
-    """``(input_ids, attention_mask) -> last_hidden_state``, a positional signature for the exporter."""
+def export_onnx(model_dir: Path, out_dir: Path) -> tuple[dict[str, Any], Path]:
+    """The library's export (``bertpress export``, checked against eager); returns its figures and the raw fp32
+    graph's path."""
+    from bertpress.export import export_model
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-
-def export_onnx(model_dir: Path, path: Path) -> dict[str, Any]:
-    """Export with dynamic batch/sequence axes and check against eager at batch 1 and 32."""
-    import onnxruntime as ort
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(model_dir).eval()
-    ids = torch.randint(0, model.config.vocab_size, (2, 16))
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=model.config.max_position_embeddings)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(Encoder(model), (ids, torch.ones_like(ids)), dynamo=True, verbose=False,
-                                    input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
-                                    dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}})
-    program.save(str(path))
-    export_s = time.perf_counter() - t0
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    diffs = []
-    for b in (1, 32):
-        ids = torch.randint(0, model.config.vocab_size, (b, SEQ_LEN))
-        mask = torch.ones_like(ids)
-        with torch.inference_mode():
-            ref = model(input_ids=ids, attention_mask=mask).last_hidden_state.numpy()
-        out = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
-        diffs.append(float(np.abs(out - ref).max()))
-    return {"export_s": export_s, "max_abs_diff_vs_eager": max(diffs), "onnx_mb": path.stat().st_size / 1e6}
+    r = export_model(model_dir, out_dir, seq_len=SEQ_LEN, latency=False)
+    path = out_dir / r["files"]["onnx"]["path"]
+    diff = max(r["parity"]["onnx"]["max_abs_diff_b1"], r["parity"]["onnx"]["max_abs_diff_b32"])
+    return {"export_s": r["export_s"], "max_abs_diff_vs_eager": diff, "onnx_mb": path.stat().st_size / 1e6}, path
 
 
 def time_onnx(paths: list[Path], batch_sizes: tuple[int, ...], rounds: dict[int, int], warmup: int = 2
@@ -185,8 +155,8 @@ def main() -> None:
             print("onnx export", flush=True)
             paths = []
             for m, d in zip(models, dirs.values(), strict=True):
-                paths.append(tmp / f"{d.name}.onnx")
-                m["onnx_export"] = export_onnx(d, paths[-1])
+                m["onnx_export"], path = export_onnx(d, tmp / f"{d.name}-onnx")
+                paths.append(path)
             print("onnx runtime", flush=True)
             for m, timing in zip(models, time_onnx(paths, (1, 32), rounds), strict=True):
                 m["onnx"] = timing

@@ -147,8 +147,9 @@ class MatchObjective(Objective):
                      else torch.nn.Identity())
         self.needs_masking = (any(m.teacher.kind == "labels" for m in self.matches) if needs_masking is None
                               else needs_masking)
-        self._takes_mask = {m.loss: "mask" in inspect.signature(LOSSES.get(m.loss).fn).parameters
-                            for m in self.matches}
+        # each loss resolved once: (function, whether it takes the attention mask)
+        self._losses = {m.loss: (fn, "mask" in inspect.signature(fn).parameters)
+                        for m in self.matches for fn in [LOSSES.get(m.loss).fn]}
 
     def _check_layers(self, ctx: ObjectiveContext) -> None:
         for m in self.matches:
@@ -168,8 +169,8 @@ class MatchObjective(Objective):
             if m.project:
                 s = self.proj(s)
             t = extract(teacher, m.teacher, m.heads, mask, batch)
-            fn = LOSSES.get(m.loss).fn
-            value = fn(s, t, mask=mask, **m.options) if self._takes_mask[m.loss] else fn(s, t, **m.options)
+            fn, takes_mask = self._losses[m.loss]
+            value = fn(s, t, mask=mask, **m.options) if takes_mask else fn(s, t, **m.options)
             out[m.term] = out[m.term] + value if m.term in out else value
         return out
 
