@@ -31,4 +31,4 @@ def test_api_distill_takes_a_recipe_dict(tmp_path, tiny_teacher_bare, tiny_corpu
         "student": {"num_layers": 1},
         "data": {"sources": [str(tiny_corpus)], "block_size": 32, "cache_dir": str(tmp_path / "cache")},
         "train": {"max_steps": 2, "batch_size": 4, "num_workers": 0, "eval_every": 0, "save_every": 0}})
-    assert run.summary["steps"] == 2 and (run.output_dir / "model.safetensors").is_file()
+    assert run.summary["steps"] == 2 and (run.student_dir / "model.safetensors").is_file()

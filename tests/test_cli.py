@@ -29,7 +29,7 @@ def test_distill_end_to_end_and_errors(tmp_path, tiny_teacher_bare, tiny_corpus)
     assert "student written to" in ok.stdout
     summary = json.loads((tmp_path / "out" / "bertpress.json").read_text())
     assert summary["steps"] == 6 and summary["student"]["num_layers"] == 1
-    assert AutoModel.from_pretrained(tmp_path / "out").config.num_hidden_layers == 1
+    assert AutoModel.from_pretrained(tmp_path / "out" / "student").config.num_hidden_layers == 1
 
     again = bertpress("distill", recipe)
     assert again.returncode == 2

@@ -38,4 +38,4 @@ def test_packaged_teacher_on_wikipedia_shard(data_dir, tmp_path, all_threads):
     assert s["corpus"]["blocks"] > 1000
     valid = read_metrics(result.output_dir / "metrics.jsonl", "valid")
     assert valid[-1]["loss"] < valid[0]["loss"]
-    assert AutoModel.from_pretrained(result.output_dir).config.num_hidden_layers == 3
+    assert AutoModel.from_pretrained(result.student_dir).config.num_hidden_layers == 3

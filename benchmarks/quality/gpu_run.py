@@ -105,7 +105,7 @@ def main() -> None:
     overrides = ["seeds=[1]", "max_train_examples=64", "max_eval_examples=64"] if args.smoke else []
     tasks = [load_task(t, default_data_dir(), "tsv") for t in names]
     settings = resolve_settings(list(names), overrides)
-    specs = [ModelSpec("tinybert-3l (distilled)", student.output_dir), ModelSpec("copy-1-3-6 (no distillation)",
+    specs = [ModelSpec("tinybert-3l (distilled)", student.student_dir), ModelSpec("copy-1-3-6 (no distillation)",
                                                                                 baseline)]
     report = run_compare(specs, tasks, settings, ResultCache(work / "eval-cache"), teacher=ModelSpec("teacher",
                          teacher), latency=False, data_dir=default_data_dir(),

@@ -46,7 +46,7 @@ from bertpress.evaluate.settings import resolve_settings
 from bertpress.evaluate.suite import ModelSpec, evaluate_model
 from bertpress.evaluate.tasks import load_task
 from bertpress.init import InitContext, initialise
-from bertpress.models.teacher import PACKAGED_TEACHER, resolve_teacher
+from bertpress.models.teacher import PACKAGED_TEACHER, resolve_model
 from bertpress.recipe import recipe_from_dict
 from bertpress.train.build import build_run
 from bertpress.train.checkpoint import latest_checkpoint
@@ -156,7 +156,8 @@ def score(path: Path, label: str, cache: ResultCache) -> dict[str, float]:
     """Zero-shot STS-B (full dev) and proxy-fine-tuned STS-B of one model directory."""
     tasks = [load_task("stsb-zeroshot", default_data_dir(), "tsv"), load_task("stsb", default_data_dir(), "tsv")]
     settings = {**resolve_settings(["stsb-zeroshot"]), **proxy_settings(["stsb"])}
-    results = evaluate_model(ModelSpec(label, path), tasks, settings, cache, progress=False)
+    results = evaluate_model(ModelSpec(label, Path(resolve_model(str(path)))), tasks, settings, cache,
+                             progress=False)
     return {"zeroshot": results["stsb-zeroshot"]["mean"]["score"], "proxy_stsb": results["stsb"]["mean"]["score"]}
 
 
@@ -226,9 +227,9 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
     specs = {}
     for name in models:
         if name == "teacher":
-            path = Path(resolve_teacher(PACKAGED_TEACHER))
+            path = Path(resolve_model(PACKAGED_TEACHER))
         else:
-            path = make_baseline(name, args.out_dir) if name in BASELINES else args.out_dir / name
+            path = make_baseline(name, args.out_dir) if name in BASELINES else Path(resolve_model(str(args.out_dir / name)))
         if not (path / "config.json").is_file():
             raise SystemExit(f"{path} has no model: run the screen for {name!r} first")
         specs[name] = ModelSpec(name, path)
@@ -274,7 +275,7 @@ def main() -> None:
         report["rows"].sort(key=lambda r: (order[r["kind"]], r["name"]))
         write_report(report)
 
-    teacher_dir = Path(resolve_teacher(PACKAGED_TEACHER))
+    teacher_dir = Path(resolve_model(PACKAGED_TEACHER))
     put({"name": "teacher", "kind": "teacher", "layers": "1-6", **score(teacher_dir, "teacher", cache)})
     for name, student in BASELINES.items():
         put({"name": name, "kind": "baseline", "layers": student["init_args"]["layers"],

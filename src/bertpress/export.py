@@ -64,12 +64,14 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def export_model(model_dir: Path, out_dir: Path, *, seq_len: int = 128, rounds: int = 20,
                  latency: bool = True) -> dict[str, Any]:
-    """Export the encoder in ``model_dir`` to ``out_dir`` in every format; returns (and writes) the report."""
+    """Export the encoder in ``model_dir`` (a run directory: its student) to ``out_dir`` in every format; returns (and writes) the report."""
     ort = _ort()
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel, AutoTokenizer
 
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    from bertpress.models.teacher import resolve_model
+
+    model_dir, out_dir = Path(resolve_model(str(model_dir))), Path(out_dir)
     if not (model_dir / "config.json").is_file():
         raise BertpressError(f"{model_dir} has no config.json: give a run directory or a saved model directory")
     model = AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()

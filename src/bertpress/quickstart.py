@@ -38,7 +38,7 @@ def quickstart_recipe(out_dir: Path, corpus: list[str], steps: int, batch_size: 
     return {
         "name": "quickstart",
         "seed": 42,
-        "output_dir": str(out_dir / "student"),
+        "output_dir": str(out_dir / "run"),
         "teacher": {"name_or_path": PACKAGED_TEACHER},
         "student": {"num_layers": 3, "init": "select", "init_args": {"layers": list(QUICKSTART_LAYERS)}},
         "data": {"sources": corpus, "block_size": 128, "max_validation_blocks": 64},
@@ -97,21 +97,21 @@ def run_quickstart(out_dir: Path, *, corpus: list[str] | None = None, steps: int
     zs_teacher, zs_before = zero_shot(teacher.model), zero_shot(initial)
 
     result = distill(recipe)
-    student = AutoModel.from_pretrained(result.output_dir)
+    student = AutoModel.from_pretrained(result.student_dir)
     after = representation_agreement(teacher.model, student, held_out)
     zs_after = zero_shot(student)
 
     teacher_dir = Path(teacher.model.name_or_path)
-    lat_t, lat_s = (m["1"]["median_ms"] for m in measure_latency([teacher_dir, result.output_dir], batch_sizes=(1,),
+    lat_t, lat_s = (m["1"]["median_ms"] for m in measure_latency([teacher_dir, result.student_dir], batch_sizes=(1,),
                                                                    rounds={1: 15}))
     valid = read_metrics(result.output_dir / "metrics.jsonl", "valid")
     train = read_metrics(result.output_dir / "metrics.jsonl", "train")
     summary = {
         "run_dir": str(out_dir),
-        "student_dir": str(result.output_dir),
+        "student_dir": str(result.student_dir),
         "corpus": sources,
         "teacher": {**_footprint(teacher_dir), "latency_ms": lat_t},
-        "student": {**_footprint(result.output_dir), "latency_ms": lat_s},
+        "student": {**_footprint(result.student_dir), "latency_ms": lat_s},
         "speedup": lat_t / lat_s,
         "held_out_loss": {"start": valid[0]["loss"], "end": valid[-1]["loss"]},
         "train_loss": {"start": train[0]["loss"], "end": train[-1]["loss"]},

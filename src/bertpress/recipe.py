@@ -200,7 +200,7 @@ class Recipe(Strict):
 
     name: str = Field("bertpress", description="run name")
     seed: int = Field(42, description="seed for init, data order, masking and dropout")
-    output_dir: str = Field(description="where the student, checkpoints and metrics go")
+    output_dir: str = Field(description="the run directory: the student (in student/), checkpoints and metrics")
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
     student: StudentSpec = Field(default_factory=StudentSpec)
     data: DataSpec

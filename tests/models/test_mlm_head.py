@@ -38,8 +38,8 @@ def test_fitted_head_enables_the_triple_loss_and_is_cached(tmp_path, tiny_teache
     assert not any(k.startswith("bert.") for k in head), "only the head's own tensors are fitted and cached"
     second = distill(_recipe(tmp_path, tiny_teacher_bare, tiny_corpus, "b"))  # the cached head
     assert len(list((tmp_path / "cache" / "mlm_head").glob("*/fit.json"))) == 1
-    a = load_file(str(first.output_dir / "model.safetensors"))
-    b = load_file(str(second.output_dir / "model.safetensors"))
+    a = load_file(str(first.student_dir / "model.safetensors"))
+    b = load_file(str(second.student_dir / "model.safetensors"))
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert "cls.predictions.transform.dense.weight" in a, "the student carries the (copied) head"

@@ -36,8 +36,8 @@ def test_written_matches_train_like_the_tinybert_preset(tmp_path, tiny_teacher_m
     preset = distill(_recipe(tmp_path, tiny_teacher_mlm, tiny_corpus, "preset", {"name": "tinybert"}, **shape))
     written = distill(_recipe(tmp_path, tiny_teacher_mlm, tiny_corpus, "written",
                               {"name": "matches", "matches": TINYBERT_AS_MATCHES}, **shape))
-    a = load_file(str(preset.output_dir / "model.safetensors"))
-    b = load_file(str(written.output_dir / "model.safetensors"))
+    a = load_file(str(preset.student_dir / "model.safetensors"))
+    b = load_file(str(written.student_dir / "model.safetensors"))
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert preset.summary["final"] == written.summary["final"]  # same terms, same names, same values

@@ -31,7 +31,7 @@ def setup(tmp_path_factory, tiny_teacher_mlm, tiny_corpus):
         "train": {"max_steps": STEPS, "batch_size": 4, "lr": 1e-3, "save_every": SAVE_EVERY,
                   "keep_checkpoints": 2, "eval_every": 0, "num_workers": 0, "log_every": 1},
     }
-    reference = load_file(str(distill(recipe).output_dir / "model.safetensors"))
+    reference = load_file(str(distill(recipe).student_dir / "model.safetensors"))
     path = root / "recipe.yaml"
     path.write_text(yaml.safe_dump({**recipe, "output_dir": str(root / "victim")}))
     return root, path, reference
@@ -61,7 +61,7 @@ def test_sigkill_then_resume_matches_uninterrupted(setup, point, step, complete_
     assert not (out / "bertpress.json").exists(), "a killed run never looks finished"
     resumed = _run("-m", "bertpress", "distill", recipe, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    got = load_file(str(out / "model.safetensors"))
+    got = load_file(str(out / "student" / "model.safetensors"))
     for k in reference:
         assert torch.equal(got[k], reference[k]), k  # bit for bit
     assert not list((out / "checkpoints").glob("*.tmp")), "leftover temporary checkpoints are cleaned up"

@@ -52,6 +52,6 @@ def test_stop_names_step_and_term(poisoned, tmp_path, tiny_teacher_mlm, tiny_cor
 def test_skip_counts_and_finishes(poisoned, tmp_path, tiny_teacher_mlm, tiny_corpus):
     result = distill(_recipe(tmp_path, tiny_teacher_mlm, tiny_corpus, "skip"))
     assert result.summary["skipped_batches"] == 1 and result.summary["steps"] == 10
-    weights = load_file(str(result.output_dir / "model.safetensors"))
+    weights = load_file(str(result.student_dir / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert math.isfinite(result.summary["final"]["loss"])

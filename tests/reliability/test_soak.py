@@ -86,8 +86,8 @@ def test_random_kills_then_resume_end_bit_identical(data_dir, tmp_path):
     _, err = final.communicate(timeout=1800)
     assert final.returncode == 0, err[-3000:]
 
-    a = load_file(str(tmp_path / "reference" / "model.safetensors"))
-    b = load_file(str(out / "model.safetensors"))
+    a = load_file(str(tmp_path / "reference" / "student" / "model.safetensors"))
+    b = load_file(str(out / "student" / "model.safetensors"))
     max_diff = max((a[k] - b[k]).abs().max().item() for k in a)
     report = {"kills": kills, "steps": STEPS, "resumed_from_steps": resumed_from, "max_abs_weight_diff": max_diff}
     print(json.dumps(report))

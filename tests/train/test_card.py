@@ -32,14 +32,15 @@ def _zero_shot_report(model_dir, tmp_path):
 
 def test_card_and_publishable_files(tiny_recipe, tmp_path, capsys):
     run = distill(tiny_recipe(train={"max_steps": 4, "save_every": 2}))
-    out = run.output_dir
-    card = ModelCard.load(out / "README.md")
+    out, student = run.output_dir, run.student_dir
+    card = ModelCard.load(student / "README.md")
     assert card.data.library_name == "transformers" and "bertpress" in card.data.tags
     s = run.summary
     assert f"| parameters | {s['student']['parameters'] / 1e6:.1f}M |" in card.text
     assert f"distilled on {s['tokens_seen']:,} tokens ({s['steps']} steps)" in card.text
     assert "| distill | 4 |" in card.text  # the stage table
-    files = {str(f) for f in publishable_files(out)}
+    files = {str(f) for f in publishable_files(student)}
+    assert files == {str(p.relative_to(student)) for p in student.rglob("*") if p.is_file()}  # all of student/
     assert {"config.json", "model.safetensors", "README.md", "recipe.yaml", "bertpress.json"} <= files
     assert (out / "checkpoints").is_dir() and (out / "metrics.jsonl").is_file()
     assert not any(f.startswith(("checkpoints", "tensorboard")) or f == "metrics.jsonl" or "optimizer" in f
@@ -48,7 +49,7 @@ def test_card_and_publishable_files(tiny_recipe, tmp_path, capsys):
     assert main(["push", str(out), "me/tiny-student", "--dry-run", "--evaluation", str(eval_dir)]) == 0
     listed = capsys.readouterr().out
     assert "-> me/tiny-student" in listed and "checkpoints" not in listed and "model.safetensors" in listed
-    card = ModelCard.load(out / "README.md")
+    card = ModelCard.load(student / "README.md")  # the run directory names its student
     score = json.loads((eval_dir / "results.json").read_text())["models"][0]["tasks"]["stsb-zeroshot"]["mean"]["score"]
     assert "## Evaluation" in card.text and "STS-B 0-shot" in card.text and f"{score:.1f}" in card.text
     assert 'from_pretrained("me/tiny-student")' in card.text

@@ -28,29 +28,34 @@ def test_short_run_lowers_validation_loss(tiny_recipe, objective, term, ratio):
 
 def test_output_loads_with_auto_classes(tiny_recipe):
     result = distill(tiny_recipe(train={"max_steps": 5}))
-    out = result.output_dir
-    model = AutoModel.from_pretrained(out)
+    out, student = result.output_dir, result.student_dir
+    assert student == out / "student"
+    model = AutoModel.from_pretrained(student)
     assert model.config.num_hidden_layers == 2
-    assert isinstance(AutoModelForMaskedLM.from_pretrained(out), torch.nn.Module)
-    assert AutoTokenizer.from_pretrained(out)("the city")["input_ids"][0] == 2
+    assert isinstance(AutoModelForMaskedLM.from_pretrained(student), torch.nn.Module)
+    assert AutoTokenizer.from_pretrained(student)("the city")["input_ids"][0] == 2
     summary = json.loads((out / "bertpress.json").read_text())
+    assert json.loads((student / "bertpress.json").read_text()) == summary
     assert summary["mapping"] == [2, 4]
     assert summary["tokens_seen"] == 5 * 8 * 32
     assert summary["recipe"]["objective"]["name"] == "tinybert"
     assert summary["init"]["name"] == "random"
     assert {"parameters", "num_layers"} <= summary["student"].keys()
-    assert (out / "recipe.yaml").is_file() and list((out / "tensorboard").iterdir())
+    assert (out / "recipe.yaml").read_text() == (student / "recipe.yaml").read_text()
+    assert list((out / "tensorboard").iterdir()) and (out / "metrics.jsonl").is_file()
+    # the student directory is what a hub upload takes: no training state, no logs
+    assert not {"checkpoints", "tensorboard", "metrics.jsonl"} & {p.name for p in student.iterdir()}
 
 
 def _weights(out):
-    return load_file(str(out / "model.safetensors"))
+    return load_file(str(out / "student" / "model.safetensors"))
 
 
 def test_resume_matches_uninterrupted_run(tiny_recipe, tmp_path):
     # dropout on (the fixture's real 0.1), so the dropout RNG must continue exactly across the resume
     common = {"student": {"init": "random"}, "objective": {"name": "distilbert"}}
     full = distill(tiny_recipe(output_dir=str(tmp_path / "full"), **common))
-    assert AutoModel.from_pretrained(full.output_dir).config.hidden_dropout_prob == 0.1
+    assert AutoModel.from_pretrained(full.student_dir).config.hidden_dropout_prob == 0.1
     interrupted = tiny_recipe(output_dir=str(tmp_path / "cut"), **common)
     distill(interrupted, stop_after=27)  # last checkpoint at step 20, then 7 more steps are lost
     resumed = distill(interrupted, resume=True)
@@ -134,3 +139,17 @@ def test_missing_tracker_package_is_refused_before_writing(tiny_recipe, tmp_path
     with pytest.raises(BertpressError, match=r"train.report_to 'wandb' needs the wandb package: pip install wandb"):
         distill(recipe)
     assert not (tmp_path / "wandb").exists()
+
+
+def test_a_run_directory_names_its_student(tiny_recipe, tmp_path):
+    """A run directory stands for its ``student/`` wherever a model is taken: here, as the teacher of a next run."""
+    from bertpress.models.teacher import resolve_model
+
+    first = distill(tiny_recipe(train={"max_steps": 2}))
+    assert resolve_model(str(first.output_dir)) == str(first.student_dir)
+    assert resolve_model(str(first.student_dir)) == str(first.student_dir)  # a model directory stays itself
+    assert resolve_model("org/model") == "org/model"  # hub ids are left alone
+    second = distill(tiny_recipe(output_dir=str(tmp_path / "second"), teacher={"name_or_path": str(first.output_dir)},
+                                 student={"num_layers": 1, "init": "select"}, train={"max_steps": 2}))
+    assert second.summary["teacher"]["parameters"] == first.summary["student"]["parameters"]
+    assert AutoModel.from_pretrained(second.student_dir).config.num_hidden_layers == 1

@@ -54,8 +54,8 @@ def golden_recipe(out: Path, teacher: Path, corpus: Path, objective: str, init: 
 
 
 def fingerprint(model_dir: Path) -> dict[str, Any]:
-    """``sum``, position-weighted ``wsum`` (float64) and the exact ``sha256`` of every saved tensor, by name."""
-    tensors = load_file(str(model_dir / "model.safetensors"))
+    """Of the student of run directory ``model_dir``: ``sum``, position-weighted ``wsum`` (float64) and the exact ``sha256`` of every saved tensor, by name."""
+    tensors = load_file(str(model_dir / "student" / "model.safetensors"))
     total = weighted = 0.0
     digest = hashlib.sha256()
     for name in sorted(tensors):

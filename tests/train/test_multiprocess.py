@@ -44,7 +44,7 @@ def test_two_processes_match_one(tmp_path, tiny_corpus, staged):
 
     single = distill({**recipe, "output_dir": str(tmp_path / "single"),
                       "train": {**recipe["train"], "batch_size": 8}})
-    a, b = load_file(str(tmp_path / "ddp" / "model.safetensors")), load_file(str(single.output_dir / "model.safetensors"))
+    a, b = load_file(str(tmp_path / "ddp" / "student" / "model.safetensors")), load_file(str(single.student_dir / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)
 

@@ -45,7 +45,7 @@ def test_sentence_transformers_round_trip(tmp_path, mode):
 
     teacher = _stack(save_tiny_teacher(tmp_path / "teacher", mlm=False), mode)
     result = distill(_recipe(tmp_path, teacher, hidden_size=16, num_heads=2, init="random"))
-    out = result.output_dir
+    out = result.student_dir
     assert result.summary["sentence_transformers"] is True
     assert json.loads((out / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"] == 16
     st = SentenceTransformer(str(out), device="cpu")

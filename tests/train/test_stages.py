@@ -69,7 +69,7 @@ def test_stage_one_trains_only_layer_one_then_stage_two_trains_all(tmp_path, tin
     assert changed and all(k.startswith("bert.encoder.layer.0.") for k in changed), sorted(changed)
     layer_one = {k for k in start if k.startswith("bert.encoder.layer.0.") and "LayerNorm" not in k}
     assert layer_one <= changed  # every weight matrix of layer 1 moved
-    final = load_file(str(result.output_dir / "model.safetensors"))
+    final = load_file(str(result.student_dir / "model.safetensors"))
     assert not torch.equal(final["bert.encoder.layer.1.attention.self.query.weight"],
                            boundary["bert.encoder.layer.1.attention.self.query.weight"])
     assert not torch.equal(final["bert.embeddings.word_embeddings.weight"],
@@ -104,11 +104,11 @@ def test_callbacks_fire_in_order(tmp_path, tiny_teacher_mlm, tiny_corpus):
 
 
 def test_resume_inside_the_second_stage_is_exact(tmp_path, tiny_teacher_mlm, tiny_corpus):
-    full = load_file(str(distill(staged(tmp_path, tiny_teacher_mlm, tiny_corpus, name="full")).output_dir
+    full = load_file(str(distill(staged(tmp_path, tiny_teacher_mlm, tiny_corpus, name="full")).student_dir
                          / "model.safetensors"))
     recipe = staged(tmp_path, tiny_teacher_mlm, tiny_corpus, name="cut")
     distill(recipe, stop_after=10)  # last checkpoint at step 8, inside stage 2
-    resumed = load_file(str(distill(recipe, resume=True).output_dir / "model.safetensors"))
+    resumed = load_file(str(distill(recipe, resume=True).student_dir / "model.safetensors"))
     for k in full:
         assert torch.equal(full[k], resumed[k]), k
 
@@ -117,7 +117,7 @@ def test_resume_inside_the_second_stage_is_exact(tmp_path, tiny_teacher_mlm, tin
 def test_sigkill_at_the_stage_boundary_then_resume_is_exact(tmp_path, tiny_teacher_mlm, tiny_corpus, point, step):
     """Killed right after the boundary checkpoint, or inside the first step of stage 2: ``--resume`` re-enters
     stage 2 (objective, masking, trainable set, schedule) and ends with the uninterrupted weights, bit for bit."""
-    reference = load_file(str(distill(staged(tmp_path, tiny_teacher_mlm, tiny_corpus, name="ref")).output_dir
+    reference = load_file(str(distill(staged(tmp_path, tiny_teacher_mlm, tiny_corpus, name="ref")).student_dir
                               / "model.safetensors"))
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(staged(tmp_path, tiny_teacher_mlm, tiny_corpus, name="victim")))
@@ -132,7 +132,7 @@ def test_sigkill_at_the_stage_boundary_then_resume_is_exact(tmp_path, tiny_teach
     assert [int(p.name[5:]) for p in checkpoints(out / "checkpoints")] == [4, BOUNDARY]
     resumed = run("-m", "bertpress", "distill", path, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    got = load_file(str(out / "model.safetensors"))
+    got = load_file(str(out / "student" / "model.safetensors"))
     for k in reference:
         assert torch.equal(got[k], reference[k]), k
     stages_logged = read_metrics(out / "metrics.jsonl", "stage")
@@ -157,7 +157,7 @@ def test_projections_are_seeded_by_the_recipe(tmp_path, tiny_teacher_mlm, tiny_c
     torch.rand(1000)  # the global RNG moves on
     b = distill({**recipe, "output_dir": str(tmp_path / "b")})
     assert a.summary["objective"]["projection"]
-    wa, wb = load_file(str(a.output_dir / "model.safetensors")), load_file(str(b.output_dir / "model.safetensors"))
+    wa, wb = load_file(str(a.student_dir / "model.safetensors")), load_file(str(b.student_dir / "model.safetensors"))
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
 

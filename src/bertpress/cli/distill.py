@@ -53,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     s = result.summary
     final = ", ".join(f"{k} {v:.4g}" for k, v in s["final"].items())
-    print(f"student written to {result.output_dir} ({s['student']['parameters'] / 1e6:.1f}M parameters, "
+    print(f"student written to {result.student_dir} ({s['student']['parameters'] / 1e6:.1f}M parameters, "
           f"{s['steps']} steps, {s['tokens_seen']:,} tokens, {s['train_time_s']:.0f}s); held-out: {final}")
     return 0

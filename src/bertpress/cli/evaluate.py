@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fine-tune each MODEL (a Hugging Face encoder directory) on downstream tasks with the same "
                     "settings and report dev scores, parameters, size and CPU latency. With --teacher, students are "
                     "reported against it (retention, speed-up). Results are cached: a re-run computes only what "
-                    "is new.")
+                    "is new. Runs on the GPU when there is one ($BERTPRESS_DEVICE=cpu forces the CPU); under "
+                    "'accelerate launch' / torchrun each global batch is split across the processes.")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="model directory, or LABEL=DIR to name it in the report")
     p.add_argument("--teacher", metavar="MODEL",
@@ -34,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-grid", type=float, nargs="+", metavar="LR",
                    help="try these learning rates on every task and report the best by mean dev score")
     p.add_argument("--max-train-examples", type=int, metavar="N", help="train every task on a fixed subset of N")
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
+                   help="autocast for fine-tuning and prediction (bf16: GPU or a CPU with bf16 support; fp16: GPU, "
+                        "loss-scaled); results are cached apart from fp32 ones")
     p.add_argument("--glue-source", choices=["auto", "tsv", "hub"], default="auto",
                    help="GLUE from the TSV layout, the hub, or TSVs when present else the hub (default)")
     p.add_argument("--cache-dir", help="result cache (default $BERTPRESS_CACHE/evaluate or ~/.cache/bertpress/evaluate)")
@@ -54,6 +58,8 @@ def shortcut_overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"lr_grid={json.dumps(args.lr_grid)}")
     if args.max_train_examples is not None:
         out.append(f"max_train_examples={args.max_train_examples}")
+    if args.mixed_precision:
+        out.append(f"mixed_precision={args.mixed_precision}")
     return out + list(args.overrides)
 
 
@@ -93,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
                              glue_source=args.glue_source, latency=not args.no_latency, cache_dir=args.cache_dir,
                              recompute=args.recompute, output_dir=Path(args.output_dir),
                              command=shlex.join(["bertpress", *sys.argv[1:]]), progress=not args.no_progress)
+    if "written" not in report:  # not the main process of an ``accelerate launch``
+        return 0
     written = report["written"]
     print(markdown(report).split("\n\n")[0])
     print(f"\nwritten: {', '.join(map(str, written))} ({report['wall_seconds'] / 60:.1f} min)")

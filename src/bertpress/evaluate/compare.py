@@ -19,6 +19,7 @@ from bertpress.evaluate.latency import conditions, footprint, measure_latency
 from bertpress.evaluate.settings import FinetuneSettings
 from bertpress.evaluate.suite import ModelSpec, evaluate_model
 from bertpress.evaluate.tasks import TaskData
+from bertpress.train.run import process_state
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def run_compare(models: Sequence[ModelSpec], tasks: Sequence[TaskData], settings
         results.append(evaluate_model(spec, tasks, settings, cache, progress=progress))
     lat: list[dict[str, Any] | None] = [None] * len(specs)
     lat_conditions = None
-    if latency:
+    if latency and process_state().is_main_process:  # one process times; only the main one writes the report
         log.info("measuring CPU latency of %d model(s)", len(specs))
         lat_conditions = conditions()
         lat = list(measure_latency([s.path for s in specs]))
@@ -77,6 +78,7 @@ def run_compare(models: Sequence[ModelSpec], tasks: Sequence[TaskData], settings
         "tasks": [{"name": d.info.name, "title": d.info.title, "score": d.info.score_name, "sources": d.sources,
                    "train_examples": len(d.train), "dev_examples": {k: len(v) for k, v in d.dev.items()},
                    "settings": settings[d.info.name].model_dump()} for d in tasks],
+        "processes": process_state().num_processes,
         "latency_setup": {"batch_sizes": [1, 32], "seq_len": 128, **(lat_conditions or {})} if latency else None,
         "models": rows,
     }
@@ -94,7 +96,8 @@ def evaluate_models(models: Sequence[str | Path], tasks: Sequence[str] = DEFAULT
                     progress: bool = True) -> dict[str, Any]:
     """``bertpress evaluate`` from Python: fine-tune ``models`` (``PATH`` or ``LABEL=PATH``) and the optional
     ``teacher`` on ``tasks`` with the default task recipes plus ``overrides`` (``KEY=VALUE`` / ``TASK.KEY=VALUE``);
-    returns the report (and writes ``results.{json,md}`` and ``tensorboard/`` to ``output_dir`` when given).
+    returns the report (and writes ``results.{json,md}`` and ``tensorboard/`` to ``output_dir`` when given; under
+    ``accelerate launch`` every process fine-tunes its share and the main process writes).
     Results are cached (``cache_dir``, default ``$BERTPRESS_CACHE/evaluate``); ``recompute`` ignores the cache."""
     from bertpress.data.tasks.files import resolve_data_dir
     from bertpress.errors import BertpressError
@@ -119,7 +122,7 @@ def evaluate_models(models: Sequence[str | Path], tasks: Sequence[str] = DEFAULT
     report = run_compare(specs, data, settings, ResultCache(Path(cache_dir) if cache_dir else None, read=not recompute),
                          teacher=teacher_spec, latency=latency, data_dir=root, command=command, progress=progress)
     report["wall_seconds"] = time.perf_counter() - start
-    if output_dir is not None:
+    if output_dir is not None and process_state().is_main_process:
         report["written"] = [str(p) for p in (*write_report(report, Path(output_dir)),
                                               write_tensorboard(report, Path(output_dir)))]
     return report

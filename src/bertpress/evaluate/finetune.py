@@ -3,6 +3,12 @@
 Features are dicts of model inputs (``input_ids``, ``token_type_ids``) and targets (``labels``, or
 ``start_positions`` / ``end_positions``), one per example or window, unpadded; batches are padded to their longest
 member. The same seed gives the same head initialisation, batch order and dropout masks, so a run is repeatable.
+
+Runs on accelerate: the device of :func:`eval_device`, autocast for ``mixed_precision`` bf16/fp16 (fp16 with
+loss scaling), and every process of ``accelerate launch`` / ``torchrun``: each global batch (the settings' batch
+size) is split across the processes, DDP averages their gradients, and prediction batches are dealt round-robin
+and gathered, so every process ends with all outputs. One CPU process in fp32 computes exactly what the loop did
+before accelerate (``tests/evaluate/test_devices.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
+from accelerate import Accelerator
+from accelerate.utils import extract_model_from_parallel, gather_object
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -58,13 +66,25 @@ def eval_device() -> torch.device:
     return torch.device(name)
 
 
+def eval_accelerator(mixed_precision: str = "no") -> Accelerator:
+    """The accelerator fine-tuning runs on: :func:`eval_device`, ``mixed_precision`` autocast, all processes."""
+    from bertpress.train.run import make_accelerator
+
+    return make_accelerator(mixed_precision, cpu=eval_device().type == "cpu")
+
+
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def _shard(idx: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """This process's part of a global batch (a batch smaller than ``world`` is repeated so no process idles)."""
+    return np.resize(idx, max(len(idx), world))[rank::world]
+
+
 def load_model(model_dir: Path, auto_class: type, **config: Any) -> nn.Module:
-    """A task model on top of the encoder in ``model_dir`` (on :func:`eval_device`); only the task head (and pooler)
-    may be new."""
+    """A task model on top of the encoder in ``model_dir`` (on the CPU until :func:`train` places it); only the
+    task head (and pooler) may be new."""
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     try:
@@ -77,7 +97,7 @@ def load_model(model_dir: Path, auto_class: type, **config: Any) -> nn.Module:
     if lost:
         raise BertpressError(f"{model_dir}: {len(lost)} encoder weights are missing from the checkpoint (e.g. "
                              f"{lost[0]}): give a directory written by save_pretrained of a BERT-family encoder")
-    return model.to(eval_device())
+    return model
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -120,58 +140,74 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.
 
 def train(model: nn.Module, features: Sequence[dict[str, Any]], *, lr: float, epochs: float, batch_size: int,
           warmup_ratio: float, weight_decay: float, seed: int, pad_id: int, desc: str = "fine-tuning",
-          progress: bool = True) -> dict[str, float]:
-    """Fine-tune ``model`` in place for ``epochs`` passes (the last one partial for fractional epochs)."""
+          progress: bool = True, accelerator: Accelerator | None = None) -> tuple[nn.Module, dict[str, float]]:
+    """Fine-tune ``model`` for ``epochs`` passes (the last one partial for fractional epochs) on ``accelerator``
+    (default: :func:`eval_accelerator` in fp32); returns the prepared model (DDP-wrapped across processes, autocast
+    in mixed precision) and the run's statistics."""
     if not features:
         raise BertpressError(f"{desc}: no training examples: check the task data and max_train_examples")
+    acc = accelerator or eval_accelerator()
+    rank, world = acc.process_index, acc.num_processes
     rng = np.random.default_rng(seed)
     lengths = np.array([len(f["input_ids"]) for f in features])
     total = max(1, math.ceil(epochs * math.ceil(len(features) / batch_size)))
-    optimizer = _optimizer(model, lr, weight_decay)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total), total)
+    model, optimizer = acc.prepare(model, _optimizer(model, lr, weight_decay))
+    schedule = get_linear_schedule_with_warmup(optimizer.optimizer, int(warmup_ratio * total), total)
     model.train()
-    device = next(model.parameters()).device
     start, step, smooth = time.perf_counter(), 0, float("nan")
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not (progress and bars_enabled()), mininterval=5,
-               leave=False)
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not (progress and bars_enabled() and acc.is_main_process),
+               mininterval=5, leave=False)
     while step < total:
         for idx in length_grouped_batches(lengths, batch_size, rng):
-            loss = model(**_to(collate([features[i] for i in idx], pad_id), device)).loss
-            if not torch.isfinite(loss):
-                raise BertpressError(f"{desc}: the loss became {loss.item()} at step {step + 1}: lower the "
+            local = _shard(idx, rank, world)
+            loss = model(**_to(collate([features[i] for i in local], pad_id), acc.device)).loss
+            # the global batch's loss: every process sees the same value, so all stop together on a bad one
+            seen = acc.reduce(loss.detach(), reduction="mean") if world > 1 else loss.detach()
+            if not torch.isfinite(seen):
+                raise BertpressError(f"{desc}: the loss became {seen.item()} at step {step + 1}: lower the "
                                      "learning rate (--set lr=...)")
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            acc.backward(loss)
+            acc.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            smooth = loss.item() if math.isnan(smooth) else 0.98 * smooth + 0.02 * loss.item()
+            smooth = seen.item() if math.isnan(smooth) else 0.98 * smooth + 0.02 * seen.item()
             bar.update()
             bar.set_postfix(loss=f"{smooth:.4f}", refresh=False)
             if step == total:
                 break
     bar.close()
-    return {"steps": step, "train_seconds": time.perf_counter() - start, "final_loss": smooth}
+    return model, {"steps": step, "train_seconds": time.perf_counter() - start, "final_loss": smooth}
 
 
 @torch.inference_mode()
 def predict(model: nn.Module, features: Sequence[dict[str, Any]], *, batch_size: int, pad_id: int,
             outputs: Sequence[str] = ("logits",), token_level: bool = False, desc: str = "evaluating",
             progress: bool = True) -> dict[str, list[np.ndarray]]:
-    """Model outputs per feature, in feature order (token-level outputs cut to each feature's length)."""
+    """Model outputs per feature, in feature order (token-level outputs cut to each feature's length). Across
+    processes each takes every ``world``-th batch and all end with every output; a model prepared with autocast
+    (:func:`train`) predicts in its precision."""
+    from bertpress.train.run import process_state
+
+    state = process_state()
+    model = extract_model_from_parallel(model)  # no DDP collectives: processes run different numbers of batches
     model.eval()
     device = next(model.parameters()).device
     lengths = np.array([len(f["input_ids"]) for f in features])
     order = np.argsort(-lengths, kind="stable")
-    out: dict[str, list[np.ndarray]] = {name: [np.empty(0)] * len(features) for name in outputs}
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not (progress and bars_enabled()),
+    local: dict[str, list[tuple[int, np.ndarray]]] = {name: [] for name in outputs}
+    starts = range(state.process_index * batch_size, len(order), state.num_processes * batch_size)
+    for start in tqdm(starts, desc=desc, unit="batch", disable=not (progress and bars_enabled() and state.is_main_process),
                       mininterval=5, leave=False):
         idx = order[start:start + batch_size]
         batch = collate([{k: features[i][k] for k in INPUT_KEYS if k in features[i]} for i in idx], pad_id)
         result = model(**_to(batch, device))
         for name in outputs:
             values = result[name].float().cpu().numpy()
-            for row, i in enumerate(idx):
-                out[name][i] = values[row, :lengths[i]] if token_level else values[row]
+            local[name] += [(int(i), values[row, :lengths[i]] if token_level else values[row]) for row, i in enumerate(idx)]
+    out: dict[str, list[np.ndarray]] = {name: [np.empty(0)] * len(features) for name in outputs}
+    for name in outputs:
+        for i, value in (gather_object(local[name]) if state.num_processes > 1 else local[name]):
+            out[name][i] = value
     return out

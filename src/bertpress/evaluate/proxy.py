@@ -18,6 +18,7 @@ from bertpress.evaluate.cache import ResultCache
 from bertpress.evaluate.settings import FinetuneSettings, resolve_settings
 from bertpress.evaluate.suite import ModelSpec, evaluate_model
 from bertpress.evaluate.tasks import TaskData, load_task
+from bertpress.models.teacher import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def proxy_scores(model_dir: Path, data_dir: Path | None = None, *, tasks: Sequen
                  progress: bool = False) -> dict[str, float]:
     """Each proxy task's dev score and their mean (``fitness``) for the model in ``model_dir``."""
     data = [_task(t, resolve_data_dir(data_dir)) for t in tasks]
-    results = evaluate_model(ModelSpec(Path(model_dir).name, Path(model_dir)), data,
+    results = evaluate_model(ModelSpec(Path(model_dir).name, Path(resolve_model(str(model_dir)))), data,
                              proxy_settings(tasks, overrides), cache or ResultCache(), progress=progress)
     scores = {t: r["mean"]["score"] for t, r in results.items()}
     return {**scores, "fitness": sum(scores.values()) / len(scores)}

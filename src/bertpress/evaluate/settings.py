@@ -36,11 +36,16 @@ class FinetuneSettings(BaseModel):
         None, ge=1, description="train on a fixed random subset of this many examples (the same for every model)")
     max_eval_examples: int | None = Field(None, ge=1, description="evaluate on the first N dev examples")
     eval_batch_size: int = Field(64, ge=1)
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="autocast for fine-tuning and prediction: bf16 (GPU, or a CPU with bf16 support) or fp16 "
+                          "(GPU, with loss scaling)")
 
     def run_key(self, lr: float, seed: int) -> dict[str, Any]:
-        """What decides one run's result: these settings with the run's learning rate and seed."""
-        data = self.model_dump(exclude={"seeds", "lr_grid", "lr", "eval_batch_size"})
-        return {**data, "lr": lr, "seed": seed}
+        """What decides one run's result: these settings with the run's learning rate and seed (fp32 runs keep the
+        keys they had before ``mixed_precision`` existed, so their cached results stay valid)."""
+        data = self.model_dump(exclude={"seeds", "lr_grid", "lr", "eval_batch_size", "mixed_precision"})
+        precision = {} if self.mixed_precision == "no" else {"mixed_precision": self.mixed_precision}
+        return {**data, **precision, "lr": lr, "seed": seed}
 
     @property
     def learning_rates(self) -> list[float]:

@@ -20,13 +20,14 @@ from transformers import AutoConfig, AutoTokenizer
 from bertpress.errors import BertpressError
 from bertpress.evaluate.cache import ResultCache, model_fingerprint
 from bertpress.evaluate.classify import GlueRunner
-from bertpress.evaluate.finetune import eval_device, load_model, seed_everything, train
+from bertpress.evaluate.finetune import eval_accelerator, eval_device, load_model, seed_everything, train
 from bertpress.evaluate.ner import NerRunner
 from bertpress.evaluate.qa import SquadRunner
 from bertpress.evaluate.settings import EmbeddingSettings, FinetuneSettings
 from bertpress.evaluate.tasks import TaskData
 from bertpress.evaluate.zeroshot import EmbeddingRunner
-from bertpress.models.teacher import check_weight_files, resolve_teacher
+from bertpress.models.teacher import check_weight_files, resolve_model
+from bertpress.train.run import process_state
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,18 @@ class ModelSpec:
 
 
 def model_spec(text: str) -> ModelSpec:
-    """``PATH`` or ``LABEL=PATH`` (the packaged teacher alias is accepted); the directory must hold a model."""
+    """``PATH`` or ``LABEL=PATH`` (the packaged teacher alias and run directories are accepted; the label defaults
+    to the directory's name); the directory must hold a model."""
     label, sep, path = text.partition("=")
     if not sep:
         label, path = "", text
-    resolved = Path(resolve_teacher(path)).expanduser()
+    resolved = Path(resolve_model(path)).expanduser()
     if not (resolved / "config.json").is_file():
         raise BertpressError(f"model {path!r} has no config.json: give a directory written by save_pretrained "
                              "(or packaged:all-MiniLM-L6-v2)")
     check_weight_files(resolved, path)
-    return ModelSpec(label or (path.removeprefix("packaged:") if path.startswith("packaged:") else resolved.name),
-                     resolved)
+    return ModelSpec(label or (path.removeprefix("packaged:") if path.startswith("packaged:")
+                               else Path(path).expanduser().resolve().name), resolved)
 
 
 def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -80,12 +82,13 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _one_run(spec: ModelSpec, runner: Runner, features: list[dict[str, Any]], tokenizer,
              settings: FinetuneSettings, lr: float, seed: int, task: str, progress: bool) -> dict[str, Any]:
+    accelerator = eval_accelerator(settings.mixed_precision)
     seed_everything(seed)
     model = load_model(spec.path, runner.auto_class, **runner.model_config())
-    stats = train(model, features, lr=lr, epochs=settings.epochs, batch_size=settings.batch_size,
-                  warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay, seed=seed,
-                  pad_id=tokenizer.pad_token_id, desc=f"{spec.label} {task} lr={lr:g} seed={seed}",
-                  progress=progress)
+    model, stats = train(model, features, lr=lr, epochs=settings.epochs, batch_size=settings.batch_size,
+                         warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay, seed=seed,
+                         pad_id=tokenizer.pad_token_id, desc=f"{spec.label} {task} lr={lr:g} seed={seed}",
+                         progress=progress, accelerator=accelerator)
     start = time.perf_counter()
     metrics = runner.evaluate(model, tokenizer, settings, progress=progress)
     return {"lr": lr, "seed": seed, "metrics": metrics, "train_features": len(features), **stats,
@@ -115,7 +118,8 @@ def evaluate_task(spec: ModelSpec, data: TaskData, settings: FinetuneSettings, c
                 if features is None:
                     features = runner.train_features(tokenizer, settings)
                 record = _one_run(spec, runner, features, tokenizer, settings, lr, seed, task, progress)
-                cache.put(task, key, record)
+                if process_state().is_main_process:  # every process holds the same (gathered) record
+                    cache.put(task, key, record)
                 log.info("%s %s lr=%g seed=%d: %s %.2f (%.0fs)", spec.label, task, lr, seed, data.info.score_name,
                          record["metrics"]["score"], record["train_seconds"] + record["eval_seconds"])
             else:
@@ -127,11 +131,12 @@ def evaluate_task(spec: ModelSpec, data: TaskData, settings: FinetuneSettings, c
             "settings": settings.model_dump(), **summarise(by_lr[best]), "runs": by_lr[best]}
 
 
-def _device_key() -> dict[str, str]:
-    """Fine-tuning on a GPU draws other random numbers than on the CPU: its results are cached apart (CPU keys are
-    as they always were)."""
-    device = eval_device()
-    return {} if device.type == "cpu" else {"device": device.type}
+def _device_key() -> dict[str, Any]:
+    """Fine-tuning on a GPU, or split across processes, computes other numbers than one CPU process: its results
+    are cached apart (keys of one CPU process are as they always were)."""
+    device, processes = eval_device(), process_state().num_processes
+    return {**({} if device.type == "cpu" else {"device": device.type}),
+            **({"processes": processes} if processes > 1 else {})}
 
 
 def _embedding_task(spec: ModelSpec, data: TaskData, settings: EmbeddingSettings, cache: ResultCache, tokenizer,

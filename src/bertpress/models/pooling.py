@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from bertpress.models.teacher import resolve_teacher
+from bertpress.models.teacher import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def model_pooling(model_dir: Path) -> tuple[Pooling, str]:
     if summary.is_file():
         try:
             source = json.loads(summary.read_text())["teacher"]["source"]
-            teacher = sentence_transformers_pooling(Path(resolve_teacher(source)).expanduser())
+            teacher = sentence_transformers_pooling(Path(resolve_model(source)).expanduser())
         except (OSError, ValueError, KeyError, TypeError):
             teacher = None
         if teacher:

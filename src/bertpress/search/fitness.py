@@ -90,7 +90,7 @@ def _proxy_fitness(task: EvalTask) -> dict[str, Any]:
     result = distill(proxy_recipe(task, out), overwrite=True)
     distilled = time.perf_counter()
     p = task.proxy
-    scores = proxy_scores(out, p.get("data_dir"), tasks=p["tasks"], overrides=p.get("finetune_overrides", ()),
+    scores = proxy_scores(result.student_dir, p.get("data_dir"), tasks=p["tasks"], overrides=p.get("finetune_overrides", ()),
                           cache=ResultCache(Path(task.eval_cache)) if task.eval_cache else None)
     end = time.perf_counter()
     if not task.keep_student:

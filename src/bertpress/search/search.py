@@ -56,11 +56,11 @@ def _layers(recipe: Recipe) -> tuple[int, int]:
 
     from bertpress.models.architectures import architecture_config
     from bertpress.models.student import StudentShape
-    from bertpress.models.teacher import load_teacher, resolve_teacher
+    from bertpress.models.teacher import load_teacher, resolve_model
 
     t = recipe.teacher
     try:
-        config = AutoConfig.from_pretrained(resolve_teacher(t.name_or_path), revision=t.revision)
+        config = AutoConfig.from_pretrained(resolve_model(t.name_or_path), revision=t.revision)
     except (OSError, ValueError):
         config = load_teacher(t.name_or_path, revision=t.revision, mlm_head=t.mlm_head).model.config  # its error
     s = recipe.student

@@ -1,9 +1,8 @@
 """The student's model card (``README.md``) and the files a hub upload takes (``bertpress push``).
 
-A run directory is both a Hugging Face model directory (``AutoModel.from_pretrained(run_dir)``; with the
-sentence-transformers stack, ``SentenceTransformer(run_dir)``) and a working directory (``checkpoints/``,
-``tensorboard/``, ``metrics.jsonl``). :func:`publishable_files` is the first part only: no optimizer state, no
-checkpoints, no logs.
+A run directory keeps its student in ``student/``, a Hugging Face model directory
+(``AutoModel.from_pretrained``; with the sentence-transformers stack, ``SentenceTransformer``) that holds only what
+an upload needs; ``checkpoints/``, ``tensorboard/`` and ``metrics.jsonl`` are beside it, in the run directory.
 """
 
 from __future__ import annotations
@@ -11,17 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-#: what stays out of an upload: training state and logs (and staging/temporary leftovers)
-PRIVATE = ("checkpoints", "tensorboard", "metrics.jsonl", ".student")
+#: what never goes into an upload, should a model directory hold it: training state and logs
+PRIVATE = ("checkpoints", "tensorboard", "metrics.jsonl")
 
 
-def publishable_files(run_dir: Path) -> list[Path]:
-    """The files of ``run_dir`` a hub upload needs (weights, config, tokenizer, sentence-transformers modules, the
-    card, the recipe and ``bertpress.json``), relative to it."""
-    run_dir = Path(run_dir)
+def publishable_files(model_dir: Path) -> list[Path]:
+    """The files of ``model_dir`` a hub upload takes (weights, config, tokenizer, sentence-transformers modules, the
+    card, the recipe and ``bertpress.json``; no hidden or temporary files), relative to it."""
+    model_dir = Path(model_dir)
     out = []
-    for path in sorted(run_dir.rglob("*")):
-        rel = path.relative_to(run_dir)
+    for path in sorted(model_dir.rglob("*")):
+        rel = path.relative_to(model_dir)
         if path.is_file() and rel.parts[0] not in PRIVATE and not any(p.startswith(".") for p in rel.parts) \
                 and not path.name.endswith(".tmp"):
             out.append(rel)

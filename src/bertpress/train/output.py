@@ -1,4 +1,10 @@
-"""The run directory: refuse to clobber another run, and publish the final student atomically."""
+"""The run directory: refuse to clobber another run, and publish the final student atomically.
+
+Layout of ``output_dir``: ``student/`` (the model directory: ``AutoModel.from_pretrained`` /
+``SentenceTransformer`` load it, ``bertpress push`` uploads it), ``recipe.yaml``, ``bertpress.json`` (the run
+summary, also in ``student/``), ``metrics.jsonl``, ``checkpoints/`` and ``tensorboard/``. Every bertpress command
+that takes a model accepts the run directory itself.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import yaml
 from bertpress.atomic import atomic_dir, atomic_write_json
 from bertpress.errors import BertpressError
 from bertpress.models.sentence_stack import copy_sentence_stack
+from bertpress.models.teacher import STUDENT_DIR
 from bertpress.recipe import RESULT_NEUTRAL_FIELDS
 from bertpress.train.card import model_card
 
@@ -124,22 +131,20 @@ def check_resumable(path: Path, recipe: dict[str, Any]) -> None:
 
 
 def publish_student(out_dir: Path, student, tokenizer, summary: dict[str, Any],
-                    sentence_stack: Path | None = None) -> None:
-    """Write the student and tokenizer (each file replaced atomically), with the sentence-transformers stack of
-    the model directory ``sentence_stack`` when it has one and the model card (``README.md``), then
-    ``bertpress.json`` last."""
-    staging = out_dir / ".student"
-    with atomic_dir(staging) as tmp:
+                    sentence_stack: Path | None = None) -> Path:
+    """Write ``out_dir/student/``, the publishable model directory, as a whole and atomically: the student and
+    tokenizer, the sentence-transformers stack of the model directory ``sentence_stack`` when it has one, the model
+    card (``README.md``), ``recipe.yaml`` and ``bertpress.json``; then the run's own ``bertpress.json`` last (the
+    mark of a finished run). Checkpoints, logs and metrics stay outside it. Returns the student directory."""
+    target = out_dir / STUDENT_DIR
+    with atomic_dir(target) as tmp:
         student.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if sentence_stack is not None:
             summary["sentence_transformers"] = copy_sentence_stack(sentence_stack, Path(tmp),
                                                                    student.config.hidden_size)
         (Path(tmp) / "README.md").write_text(model_card(summary), encoding="utf-8")
-    for f in staging.iterdir():
-        target = out_dir / f.name
-        if target.is_dir():  # a module folder of an earlier publish (resumed finished run)
-            shutil.rmtree(target)
-        os.replace(f, target)
-    shutil.rmtree(staging, ignore_errors=True)
+        shutil.copy(out_dir / "recipe.yaml", Path(tmp) / "recipe.yaml")
+        atomic_write_json(Path(tmp) / "bertpress.json", summary)
     atomic_write_json(out_dir / "bertpress.json", summary)
+    return target

@@ -25,7 +25,7 @@ from bertpress.errors import BertpressError
 from bertpress.init import InitContext, initialise
 from bertpress.models.mlm_head import fit_mlm_head
 from bertpress.models.sentence_stack import local_model_dir
-from bertpress.models.teacher import resolve_teacher
+from bertpress.models.teacher import STUDENT_DIR, resolve_model
 from bertpress.recipe import Recipe
 from bertpress.train.build import build_run, resolve_recipe
 from bertpress.train.callbacks import Callback
@@ -38,10 +38,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunResult:
-    """Where the student went and the run summary (the content of ``bertpress.json``)."""
+    """The run directory, the run summary (the content of ``bertpress.json``) and where the student is."""
 
     output_dir: Path
     summary: dict[str, Any]
+
+    @property
+    def student_dir(self) -> Path:
+        """The publishable model directory (``output_dir/student``)."""
+        return self.output_dir / STUDENT_DIR
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -79,17 +84,30 @@ def accelerate_trackers(report_to: Sequence[str]) -> list[str]:
     return out
 
 
-def make_accelerator(mixed_precision: str, *, staged: bool = False, log_with: Sequence[str] = ()) -> Accelerator:
+def _multi_cpu() -> bool:
+    """Several CPU processes (``torchrun --nproc_per_node N``): accelerate needs ``cpu=True`` to pick gloo."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def process_state() -> PartialState:
+    """This process's place among the launched ones (initialised as :func:`make_accelerator` would, so it is right
+    before any accelerator exists; a bare ``PartialState()`` on CPUs would see one process)."""
+    return PartialState(cpu=_multi_cpu())
+
+
+def make_accelerator(mixed_precision: str, *, staged: bool = False, log_with: Sequence[str] = (),
+                     cpu: bool = False) -> Accelerator:
     """An :class:`Accelerator` for this run; in a single process a previous run's state is reset, so several
-    runs with different precisions can share one Python process (search, benchmarks, notebooks). ``staged``: the
-    trainable set changes between stages, so DDP must accept parameters without gradients in a step."""
+    runs with different precisions or devices can share one Python process (search, evaluation, benchmarks,
+    notebooks). ``staged``: the trainable set changes between stages, so DDP must accept parameters without
+    gradients in a step. ``cpu``: stay on the CPU even with a GPU present."""
     state = AcceleratorState._shared_state
-    if state.get("_mixed_precision", mixed_precision) != mixed_precision and PartialState().num_processes == 1:
-        AcceleratorState._reset_state()
-    # several CPU processes (``torchrun --nproc_per_node N``): accelerate needs cpu=True to pick gloo
-    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    device = PartialState._shared_state.get("device")
+    moved = device is not None and cpu and device.type != "cpu"
+    if (moved or state.get("_mixed_precision", mixed_precision) != mixed_precision) and process_state().num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=moved)
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if staged else []
-    return Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu, kwargs_handlers=handlers,
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu or _multi_cpu(), kwargs_handlers=handlers,
                        log_with=list(log_with) or None)
 
 
@@ -168,6 +186,6 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
     }
     if acc.is_main_process:
         publish_student(out, final_student, run.tokenizer, summary,
-                        local_model_dir(resolve_teacher(recipe.teacher.name_or_path), recipe.teacher.revision))
+                        local_model_dir(resolve_model(recipe.teacher.name_or_path), recipe.teacher.revision))
     acc.wait_for_everyone()
     return RunResult(out, summary)
