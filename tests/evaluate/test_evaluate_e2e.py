@@ -48,7 +48,8 @@ def test_compare_report_and_cache(tmp_path, task_data, tiny_pair, monkeypatch, c
     assert events.Scalars("retention")[0].value == pytest.approx(s["retention"])
     md = (tmp_path / "a" / "results.md").read_text()
     assert md.startswith("| Model | RTE | STS-B | CoNLL03 | SQuAD1.1 | Avg | Retention | Params | Size | "
-                         "CPU ms, batch 1 | CPU ms, batch 32 | Speed-up (b1 / b32) |\n")
+                         "CPU ms, batch 1 | CPU ms, batch 32 | Speed-up (b1 / b32) | CPU ms / sentence |\n")
+    assert all(m["sentence_latency"]["median_ms"] > 0 for m in (t, s))  # CoNLL03 is a task: per-sentence latency
     rte_t = t["tasks"]["rte"]
     assert f"| **tiny-teacher** (teacher) | {rte_t['mean']['score']:.1f} ± {rte_t['std']['score']:.1f} |" in md
     assert f"| {s['average']:.1f} | {s['retention']:.1f}% |" in md

@@ -143,7 +143,7 @@ def train(model: nn.Module, features: Sequence[dict[str, Any]], *, lr: float, ep
           progress: bool = True, accelerator: Accelerator | None = None) -> tuple[nn.Module, dict[str, float]]:
     """Fine-tune ``model`` for ``epochs`` passes (the last one partial for fractional epochs) on ``accelerator``
     (default: :func:`eval_accelerator` in fp32); returns the prepared model (DDP-wrapped across processes, autocast
-    in mixed precision) and the run's statistics."""
+    in mixed precision) and the run's statistics (wall and this process's CPU seconds, tokens of the global batches)."""
     if not features:
         raise BertpressError(f"{desc}: no training examples: check the task data and max_train_examples")
     acc = accelerator or eval_accelerator()
@@ -154,12 +154,13 @@ def train(model: nn.Module, features: Sequence[dict[str, Any]], *, lr: float, ep
     model, optimizer = acc.prepare(model, _optimizer(model, lr, weight_decay))
     schedule = get_linear_schedule_with_warmup(optimizer.optimizer, int(warmup_ratio * total), total)
     model.train()
-    start, step, smooth = time.perf_counter(), 0, float("nan")
+    start, cpu, step, tokens, smooth = time.perf_counter(), time.process_time(), 0, 0, float("nan")
     bar = tqdm(total=total, desc=desc, unit="step", disable=not (progress and bars_enabled() and acc.is_main_process),
                mininterval=5, leave=False)
     while step < total:
         for idx in length_grouped_batches(lengths, batch_size, rng):
             local = _shard(idx, rank, world)
+            tokens += int(lengths[idx].sum())
             loss = model(**_to(collate([features[i] for i in local], pad_id), acc.device)).loss
             # the global batch's loss: every process sees the same value, so all stop together on a bad one
             seen = acc.reduce(loss.detach(), reduction="mean") if world > 1 else loss.detach()
@@ -178,7 +179,8 @@ def train(model: nn.Module, features: Sequence[dict[str, Any]], *, lr: float, ep
             if step == total:
                 break
     bar.close()
-    return model, {"steps": step, "train_seconds": time.perf_counter() - start, "final_loss": smooth}
+    return model, {"steps": step, "train_seconds": time.perf_counter() - start,
+                   "train_cpu_seconds": time.process_time() - cpu, "train_tokens": tokens, "final_loss": smooth}
 
 
 @torch.inference_mode()

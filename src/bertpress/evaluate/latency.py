@@ -1,4 +1,4 @@
-"""Model footprint (parameters, size on disk) and CPU inference latency of the bare encoder.
+"""Model footprint (parameters, size on disk) and CPU inference latency of the bare encoder (and per sentence).
 
 Latency is the median wall time of one forward pass over a full ``batch x seq_len`` batch of random token ids, in
 fp32 with torch's default thread count. Models are timed in interleaved rounds (A, B, A, B, ...), so a load spike
@@ -72,4 +72,38 @@ def measure_latency(model_dirs: Sequence[Path], *, batch_sizes: Sequence[int] = 
         for m, t in enumerate(times):
             q1, median, q3 = np.percentile(t, [25, 50, 75])
             out[m][str(batch)] = {"median_ms": float(median), "q1_ms": float(q1), "q3_ms": float(q3), "n": n}
+    return out
+
+
+@torch.inference_mode()
+def sentence_latency(specs: Sequence[tuple[str, Path]], sentences: Sequence[Sequence[str]], *, warmup: int = 5
+                     ) -> list[dict[str, float]]:
+    """Per model (``(kind, dir)``: ``encoder`` or ``tagger``), milliseconds to process one real sentence at batch 1,
+    from words to the last layer's output (tokenisation included: what tagging a sentence costs); median and
+    quartiles over ``sentences``, models interleaved like :func:`measure_latency`."""
+    from transformers import AutoTokenizer
+
+    from bertpress.baselines.cvt import CVTTagger
+
+    transformers.logging.set_verbosity_error()
+    runners = []
+    for kind, path in specs:
+        if kind == "tagger":
+            tagger = CVTTagger.load(path)
+            runners.append(lambda words, t=tagger: t.tag([tuple(words)], batch_size=1))
+        else:
+            model, tok = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+            runners.append(lambda words, m=model, t=tok: m(**t(list(words), is_split_into_words=True,
+                                                               truncation=True, return_tensors="pt")))
+    times: list[list[float]] = [[] for _ in runners]
+    for i, words in enumerate([*sentences[:warmup], *sentences]):
+        for r, run in enumerate(runners):
+            start = time.perf_counter()
+            run(words)
+            if i >= warmup:
+                times[r].append(1000 * (time.perf_counter() - start))
+    out = []
+    for t in times:
+        q1, median, q3 = np.percentile(t, [25, 50, 75])
+        out.append({"median_ms": float(median), "q1_ms": float(q1), "q3_ms": float(q3), "n": len(t)})
     return out

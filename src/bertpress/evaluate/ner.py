@@ -6,7 +6,9 @@ that the entity-level F1 is always computed over every gold word.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -61,17 +63,47 @@ class NerRunner:
 
     def evaluate(self, model: nn.Module, tokenizer, settings: FinetuneSettings, *,
                  progress: bool = True) -> dict[str, float]:
-        sentences = self.data.dev["dev"][:settings.max_eval_examples]
-        features, word_ids = encode(sentences, tokenizer, settings.max_length, self.label_ids)
-        logits = predict(model, features, batch_size=settings.eval_batch_size, pad_id=tokenizer.pad_token_id,
-                         token_level=True, desc=f"{self.data.info.name} dev", progress=progress)["logits"]
-        predicted = []
-        for sentence, words, scores in zip(sentences, word_ids, logits, strict=True):
-            tags = ["O"] * len(sentence.tokens)
-            previous = None
-            for position, w in enumerate(words):
-                if w is not None and w != previous:
-                    tags[w] = self.labels[int(scores[position].argmax())]
-                previous = w
-            predicted.append(tags)
-        return ner_metrics([s.tags for s in sentences], predicted)
+        """Metrics on the dev set; the test set, when there is one, adds ``test_<metric>`` entries."""
+        def tag(sentences: Sequence[TaggedSentence], split: str) -> list[list[str]]:
+            features, word_ids = encode(sentences, tokenizer, settings.max_length, self.label_ids)
+            logits = predict(model, features, batch_size=settings.eval_batch_size, pad_id=tokenizer.pad_token_id,
+                             token_level=True, desc=f"{self.data.info.name} {split}", progress=progress)["logits"]
+            predicted = []
+            for sentence, words, scores in zip(sentences, word_ids, logits, strict=True):
+                tags = ["O"] * len(sentence.tokens)
+                previous = None
+                for position, w in enumerate(words):
+                    if w is not None and w != previous:
+                        tags[w] = self.labels[int(scores[position].argmax())]
+                    previous = w
+                predicted.append(tags)
+            return predicted
+
+        return score_splits(self.data, settings, tag)
+
+
+def score_splits(data: TaskData, settings: FinetuneSettings,
+                 tag: Callable[[Sequence[TaggedSentence], str], list[list[str]]]) -> dict[str, float]:
+    """seqeval metrics of ``tag``'s predictions on each evaluation split: the first (dev) as they are, later ones
+    (test) prefixed with the split's name."""
+    out: dict[str, float] = {}
+    for i, (split, sentences) in enumerate(data.dev.items()):
+        sentences = sentences[:settings.max_eval_examples]
+        metrics = ner_metrics([s.tags for s in sentences], tag(sentences, split))
+        out.update(metrics if i == 0 else {f"{split}_{k}": v for k, v in metrics.items() if k != "score"})
+    return out
+
+
+def evaluate_tagger(tagger_dir: Path, data: TaskData, settings: FinetuneSettings) -> dict[str, Any]:
+    """A trained tagger (``bertpress cvt``) on the dev (and test) set, scored like fine-tuned encoders; its training cost is
+    its own (no fine-tuning here), in the result's run record."""
+    from bertpress.baselines.cvt import CVTTagger
+    from bertpress.evaluate.suite import summarise
+
+    tagger = CVTTagger.load(tagger_dir)
+    start = time.perf_counter()
+    metrics = score_splits(data, settings, lambda sentences, _: tagger.tag([s.tokens for s in sentences]))
+    record = {"lr": None, "seed": tagger.config.seed, "metrics": metrics, "train_seconds": tagger.info["train_seconds"],
+              "eval_seconds": time.perf_counter() - start, "steps": tagger.info["steps"]}
+    return {"task": data.info.name, "lr": None, "grid": {}, "settings": settings.model_dump(), **summarise([record]),
+            "runs": [record]}

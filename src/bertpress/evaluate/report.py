@@ -22,16 +22,36 @@ def _ms(value: float) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
-def _row(model: dict[str, Any], tasks: list[dict[str, Any]], batches: list[str]) -> list[str]:
+def _cost(training: dict[str, Any] | None) -> str:
+    """``distil 1,200 CPU-s / 0.3M tok + fine-tune 900 CPU-s / 0.5M tok`` (the parts the model has)."""
+    if not training:
+        return "–"
+    parts = []
+    if "tokens" in training:
+        cpu = training.get("cpu_seconds")
+        spent = f"{cpu:,.0f} CPU-s" if cpu else f"{training['wall_seconds']:,.0f} s wall"
+        parts.append(f"{'distil ' if training['what'] == 'distillation' else ''}{spent} / {training['tokens'] / 1e6:.1f}M tok")
+    for cost in training.get("finetune", {}).values():
+        parts.append(f"fine-tune {cost['cpu_seconds']:,.0f} CPU-s / {cost['tokens'] / 1e6:.1f}M tok")
+    return " + ".join(parts)
+
+
+def _row(model: dict[str, Any], tasks: list[dict[str, Any]], batches: list[str], columns: dict[str, bool]
+         ) -> list[str]:
     name = f"**{model['label']}** (teacher)" if model["role"] == "teacher" else model["label"]
     cells = [name, *(_score(model["tasks"][t["name"]]) for t in tasks), f"{model['average']:.1f}"]
-    if "retention" in model:
-        cells.append(f"{model['retention']:.1f}%" if model["retention"] is not None else "–")
+    if columns["retention"]:
+        cells.append(f"{model['retention']:.1f}%" if model.get("retention") is not None else "–")
     cells += [f"{model['parameters'] / 1e6:.1f}M", f"{model['size_mb']:.1f} MB"]
-    if model["latency"]:
-        cells += [_ms(model["latency"][b]["median_ms"]) for b in batches]
-        if "speedup" in model:
-            cells.append(" / ".join(f"{model['speedup'][b]:.2f}×" for b in batches))
+    if batches:
+        lat = model["latency"]
+        cells += [_ms(lat[b]["median_ms"]) if lat else "–" for b in batches]
+        if columns["speedup"]:
+            cells.append(" / ".join(f"{model['speedup'][b]:.2f}×" for b in batches) if "speedup" in model else "–")
+    if columns["sentence"]:
+        cells.append(_ms(model["sentence_latency"]["median_ms"]) if "sentence_latency" in model else "–")
+    if columns["training"]:
+        cells.append(_cost(model.get("training")))
     return cells
 
 
@@ -40,16 +60,23 @@ def markdown(report: dict[str, Any]) -> str:
     tasks, models = report["tasks"], report["models"]
     setup = report.get("latency_setup")
     batches = [str(b) for b in setup["batch_sizes"]] if setup else []
+    columns = {"retention": bool(report["teacher"]), "speedup": bool(report["teacher"] and setup),
+               "sentence": any("sentence_latency" in m for m in models),
+               "training": any(m.get("kind") == "tagger" for m in models)}
     head = ["Model", *(t["title"] for t in tasks), "Avg"]
-    if report["teacher"]:
+    if columns["retention"]:
         head.append("Retention")
     head += ["Params", "Size"]
     if setup:
         head += [f"CPU ms, batch {b}" for b in batches]
-        if report["teacher"]:
+        if columns["speedup"]:
             head.append(f"Speed-up ({' / '.join(f'b{b}' for b in batches)})")
+    if columns["sentence"]:
+        head.append("CPU ms / sentence")
+    if columns["training"]:
+        head.append("Training cost")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":--", *["--:"] * (len(head) - 1)]) + "|"]
-    lines += ["| " + " | ".join(_row(m, tasks, batches)) + " |" for m in models]
+    lines += ["| " + " | ".join(_row(m, tasks, batches, columns)) + " |" for m in models]
     seeds = {t["name"]: t["settings"].get("seeds") for t in tasks}  # zero-shot tasks have none
     notes = ["", "Dev-set scores in %, fine-tuned with the same settings for every model (zero-shot tasks: "
              "not fine-tuned); mean ± sample std over seeds where a task ran several (" +
@@ -61,7 +88,13 @@ def markdown(report: dict[str, Any]) -> str:
                 if setup.get("load_average") else "")
         notes.append(f"Latency: median forward pass of the bare encoder, sequence {setup['seq_len']}, fp32, "
                      f"{setup['torch_threads']} torch threads on {setup['cpu']} ({setup['cpu_count']} cores){load}; "
-                     "models timed in interleaved rounds.")
+                     "models timed in interleaved rounds." + (
+                         f" Per sentence: words to last-layer output (tokenisation included) at batch 1, median over "
+                         f"{setup['sentences']} {setup['sentence_task']} dev sentences." if columns["sentence"] else ""))
+    if columns["training"]:
+        notes.append("Training cost: what making the model took, where it is known: a tagger's whole training; a "
+                     "student's distillation, where its directory records it; fine-tuning on the task (mean over "
+                     "seeds); not the teacher's pre-training. CPU-seconds of all threads, tokens seen.")
     if report.get("command"):
         notes.append(f"Command: `{report['command']}` ({report['wall_seconds'] / 60:.0f} min wall time).")
     return "\n".join([*lines, "\n".join(notes), "", details(report)]) + "\n"
@@ -78,9 +111,9 @@ def details(report: dict[str, Any]) -> str:
         for metric in metrics:
             cells = [f"{m['tasks'][name]['mean'].get(metric, float('nan')):.2f}" for m in models]
             lines.append(f"| {task['title']} | {metric} | " + " | ".join(cells) + " |")
-        if models[0]["tasks"][name]["lr"] is not None:  # zero-shot tasks are not trained
-            lines.append(f"| {task['title']} | lr | " + " | ".join(f"{m['tasks'][name]['lr']:g}" for m in models)
-                         + " |")
+        if any(m["tasks"][name]["lr"] is not None for m in models):  # zero-shot tasks and taggers: no fine-tuning
+            lines.append(f"| {task['title']} | lr | " + " | ".join(
+                f"{m['tasks'][name]['lr']:g}" if m["tasks"][name]["lr"] is not None else "–" for m in models) + " |")
         else:
             lines.append(f"| {task['title']} | pooling | " + " | ".join(
                 m["tasks"][name]["runs"][0].get("pooling", "?") for m in models) + " |")
@@ -95,13 +128,18 @@ def plot(report: dict[str, Any]) -> bytes | None:
     from matplotlib.figure import Figure  # slow import, only needed here
 
     batch = str(max(setup["batch_sizes"]))
+    per_sentence = all("sentence_latency" in m for m in report["models"])  # taggers have no encoder latency
     fig = Figure(figsize=(6, 4), dpi=120)
     ax = fig.subplots()
     for m in report["models"]:
-        x, y = m["latency"][batch]["median_ms"], m["average"]
+        if not (per_sentence or m["latency"]):
+            continue
+        x = m["sentence_latency"]["median_ms"] if per_sentence else m["latency"][batch]["median_ms"]
+        y = m["average"]
         ax.scatter([x], [y], s=60, marker="*" if m["role"] == "teacher" else "o", zorder=3)
         ax.annotate(m["label"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xlabel(f"CPU latency, batch {batch} x {setup['seq_len']} tokens (ms)")
+    ax.set_xlabel(f"CPU ms per {setup.get('sentence_task', '')} sentence, batch 1" if per_sentence
+                  else f"CPU latency, batch {batch} x {setup['seq_len']} tokens (ms)")
     ax.set_ylabel(f"average score over {len(report['tasks'])} tasks")
     ax.grid(alpha=0.3)
     ax.margins(x=0.25, y=0.2)

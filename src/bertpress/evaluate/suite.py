@@ -17,14 +17,15 @@ import numpy as np
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
+from bertpress.baselines.cvt import CVTTagger
 from bertpress.errors import BertpressError
 from bertpress.evaluate.cache import ResultCache, model_fingerprint
 from bertpress.evaluate.classify import GlueRunner
 from bertpress.evaluate.finetune import eval_accelerator, eval_device, load_model, seed_everything, train
-from bertpress.evaluate.ner import NerRunner
+from bertpress.evaluate.ner import NerRunner, evaluate_tagger
 from bertpress.evaluate.qa import SquadRunner
 from bertpress.evaluate.settings import EmbeddingSettings, FinetuneSettings
-from bertpress.evaluate.tasks import TaskData
+from bertpress.evaluate.tasks import TASKS, TaskData
 from bertpress.evaluate.zeroshot import EmbeddingRunner
 from bertpress.models.teacher import check_weight_files, resolve_model
 from bertpress.train.run import process_state
@@ -50,10 +51,12 @@ RUNNERS: dict[str, type] = {"glue": GlueRunner, "squad": SquadRunner, "ner": Ner
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to evaluate: its label in reports and its Hugging Face directory."""
+    """A model to evaluate: its label in reports and its directory (a Hugging Face encoder, or with ``kind``
+    ``tagger`` a trained baseline tagger such as CVT, which is scored on NER as it is, not fine-tuned)."""
 
     label: str
     path: Path
+    kind: str = "encoder"
 
 
 def model_spec(text: str) -> ModelSpec:
@@ -63,12 +66,24 @@ def model_spec(text: str) -> ModelSpec:
     if not sep:
         label, path = "", text
     resolved = Path(resolve_model(path)).expanduser()
+    for tagger in (resolved, resolved / "tagger"):  # a CVT run directory, or its tagger/
+        if CVTTagger.is_tagger_dir(tagger):
+            return ModelSpec(label or Path(path).expanduser().resolve().name, tagger, "tagger")
     if not (resolved / "config.json").is_file():
         raise BertpressError(f"model {path!r} has no config.json: give a directory written by save_pretrained "
                              "(or packaged:all-MiniLM-L6-v2)")
     check_weight_files(resolved, path)
     return ModelSpec(label or (path.removeprefix("packaged:") if path.startswith("packaged:")
                                else Path(path).expanduser().resolve().name), resolved)
+
+
+def check_taggers(specs: Sequence[ModelSpec], tasks: Sequence[str]) -> None:
+    """Taggers (CVT) are scored on NER only: refuse any other task, before any work starts."""
+    other = [t for t in tasks if TASKS[t].kind != "ner"]
+    tagger = next((s for s in specs if s.kind == "tagger"), None)
+    if tagger is not None and other:
+        raise BertpressError(f"{tagger.label} is a tagger: it is evaluated on conll2003 only, not on "
+                             f"{', '.join(other)}: evaluate it in a run with --tasks conll2003")
 
 
 def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -160,7 +175,10 @@ def _embedding_task(spec: ModelSpec, data: TaskData, settings: EmbeddingSettings
 
 def evaluate_model(spec: ModelSpec, tasks: Sequence[TaskData], settings: dict[str, FinetuneSettings],
                    cache: ResultCache, *, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """``{task: result}`` for one model, fine-tuned on each task as ``settings`` says."""
+    """``{task: result}`` for one model, fine-tuned on each task as ``settings`` says (a tagger: scored as it is)."""
+    if spec.kind == "tagger":
+        check_taggers([spec], [d.info.name for d in tasks])
+        return {d.info.name: evaluate_tagger(spec.path, d, settings[d.info.name]) for d in tasks}
     tokenizer = AutoTokenizer.from_pretrained(spec.path)
     return {data.info.name: evaluate_task(spec, data, settings[data.info.name], cache, tokenizer=tokenizer,
                                           progress=progress)

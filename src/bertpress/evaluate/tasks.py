@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bertpress.data.tasks.conll import read_conll
+from bertpress.data.tasks.conll import conll_file, read_conll
 from bertpress.data.tasks.files import file_identity, find_file
 from bertpress.data.tasks.glue import GLUE_TASKS, HUB_DATASET, glue_tsv_files, load_glue_hub, read_glue_tsv
 from bertpress.data.tasks.squad import read_squad
@@ -55,8 +55,6 @@ SQUAD_FILES = {
     "squad": (("train-v1.1.json", "train-v1.1.reconstructed.json"), ("dev-v1.1.json",)),
     "squad2": (("train-v2.0.json",), ("dev-v2.0.json",)),
 }
-#: Files looked for under ``<data>/conll2003/``.
-CONLL_FILES = (("train.txt", "eng.train"), ("valid.txt", "dev.txt", "eng.testa"))
 
 
 def _key(name: str) -> str:
@@ -118,14 +116,18 @@ def _squad(info: TaskInfo, data_dir: Path) -> TaskData:
 
 
 def _conll(info: TaskInfo, data_dir: Path) -> TaskData:
-    folder = data_dir / "conll2003"
-    train_path = find_file(folder, CONLL_FILES[0], "CoNLL-2003 train file")
-    dev_path = find_file(folder, CONLL_FILES[1], "CoNLL-2003 dev file")
-    train = read_conll(train_path)
+    """Train and dev; the test set too when its file is there (scored as ``test_*`` metrics)."""
+    paths = {"train": conll_file(data_dir, "train"), "dev": conll_file(data_dir, "dev")}
+    try:
+        paths["test"] = conll_file(data_dir, "test")
+    except BertpressError:
+        log.info("%s: no test file, scoring the dev set only", info.title)
+    splits = {name: read_conll(path) for name, path in paths.items()}
+    train = splits.pop("train")
     tags = {t for s in train for t in s.tags}
     labels = ("O", *sorted(tags - {"O"}, key=lambda t: (t[2:], t)))
-    return TaskData(info, train, {"dev": read_conll(dev_path)}, labels,
-                    [file_identity(train_path), file_identity(dev_path)], [str(train_path), str(dev_path)])
+    return TaskData(info, train, splits, labels, [file_identity(p) for p in paths.values()],
+                    [str(p) for p in paths.values()])
 
 
 def load_task(name: str, data_dir: Path, glue_source: GlueSource = "auto") -> TaskData:

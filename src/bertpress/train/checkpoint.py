@@ -35,6 +35,7 @@ class TrainState:
     micro_step: int = 0
     tokens: int = 0
     elapsed: float = 0.0
+    cpu: float = 0.0  # CPU seconds of this process (all its threads), like ``elapsed`` across resumes
     skipped_batches: int = 0
 
 

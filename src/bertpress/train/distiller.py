@@ -237,6 +237,7 @@ class Distiller:
         window: dict[str, Tensor] = {}  # on-device sums, read (and averaged over processes) only when logged
         window_steps, t_window = 0, time.perf_counter()
         t_start, elapsed0 = time.perf_counter(), state.elapsed
+        c_start, cpu0 = time.process_time(), state.cpu
         try:
             while state.step < cfg.max_steps:
                 if state.step >= self.stage.end:  # a stage boundary: the next stage starts
@@ -287,6 +288,7 @@ class Distiller:
                 if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < cfg.max_steps:
                     self._evaluate(metrics, state.step)
                 state.elapsed = elapsed0 + time.perf_counter() - t_start
+                state.cpu = cpu0 + time.process_time() - c_start
                 boundary = state.step == self.stage.end and state.step < cfg.max_steps
                 if cfg.save_every and state.step < cfg.max_steps and (state.step % cfg.save_every == 0 or boundary):
                     path = save_checkpoint(acc, self.ckpt_root, state, cfg.keep_checkpoints)
@@ -297,6 +299,7 @@ class Distiller:
             bar.close()
         final = self.validate()
         state.elapsed = elapsed0 + time.perf_counter() - t_start
+        state.cpu = cpu0 + time.process_time() - c_start
         metrics.log("valid", state.step, final)
         fire(self.callbacks, "on_evaluate", self, state.step, final)
         metrics.close()

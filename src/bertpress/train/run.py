@@ -178,6 +178,7 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
         "steps": result["state"]["step"],
         "tokens_seen": result["state"]["tokens"],
         "train_time_s": round(result["state"]["elapsed"], 2),
+        "train_cpu_s": round(result["state"]["cpu"], 2),
         "wall_time_s": round(time.perf_counter() - t0, 2),
         "skipped_batches": result["state"]["skipped_batches"],
         "processes": acc.num_processes,

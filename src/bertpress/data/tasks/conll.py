@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertpress.data.tasks.files import read_lines
+from bertpress.data.tasks.files import find_file, read_lines
 from bertpress.errors import BertpressError
+
+#: Files looked for under ``<data>/conll2003/`` per split (the first present wins; ``.gz`` is tried too).
+CONLL_FILES = {"train": ("train.txt", "eng.train"), "dev": ("valid.txt", "dev.txt", "eng.testa"),
+               "test": ("test.txt", "eng.testb")}
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,8 @@ def read_conll(path: Path) -> list[TaggedSentence]:
     if not out:
         raise BertpressError(f"{path}: no sentences: use a CoNLL column file")
     return out
+
+
+def conll_file(data_dir: Path, split: str) -> Path:
+    """The CoNLL-2003 file of ``split`` (train, dev, test) under ``data_dir/conll2003``."""
+    return find_file(Path(data_dir) / "conll2003", CONLL_FILES[split], f"CoNLL-2003 {split} file")

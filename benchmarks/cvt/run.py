@@ -1,0 +1,114 @@
+"""CVT benchmark (issue 18): is a distilled student worth it for NER, or does a Cross-View Training tagger do as well,
+cheaper?
+
+CoNLL-2003 (full training set), dev and test entity F1 (seqeval), parameters, CPU latency per sentence and training
+cost for four models:
+
+* ``bilstm``: the supervised BiLSTM-CNN tagger (``recipes/baselines/cvt-conll.yaml`` with ``semi_supervised: false``);
+* ``cvt``: the same tagger trained with Cross-View Training on Wikipedia sentences (the recipe as shipped);
+* ``teacher``: the packaged all-MiniLM-L6-v2, fine-tuned with the default ``conll2003`` task recipe;
+* ``student``: the best distilled 3-layer student there is (``tinybert-top-probs`` of the quality benchmark, rebuilt
+  bit for bit by ``benchmarks/quality/run.py --only tinybert-top-probs``), fine-tuned the same way.
+
+Encoders are fine-tuned with 3 seeds (mean and sample std); each tagger is one training run (seed 0: another seed
+costs another hour). Phases, each skipped when already done and resumable when interrupted (the taggers checkpoint
+every 1000 steps; fine-tuning results are cached in ``results/cache``, committed)::
+
+    python benchmarks/cvt/run.py [--phases cvt bilstm student evaluate] [--out-dir runs/cvt-bench]
+
+Writes ``benchmarks/cvt/results/results.{json,md,png}`` (the ``bertpress evaluate`` report; the plot is F1 against
+CPU ms per sentence) after the evaluate phase; taggers and the student live under ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bertpress.baselines.cvt import load_config, train_cvt
+from bertpress.data.tasks.files import default_data_dir
+from bertpress.errors import BertpressError
+from bertpress.evaluate.cache import ResultCache
+from bertpress.evaluate.compare import run_compare
+from bertpress.evaluate.report import write_report
+from bertpress.evaluate.settings import resolve_settings
+from bertpress.evaluate.suite import model_spec
+from bertpress.evaluate.tasks import load_task
+from bertpress.models.teacher import PACKAGED_TEACHER
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent / "results"
+RECIPE = ROOT / "recipes" / "baselines" / "cvt-conll.yaml"
+CORPUS = "corpus/enwiki-wikiextractor-2015/AA/wiki_*.gz"
+STUDENT = "tinybert-top-probs"
+SEEDS = [1, 2, 3]
+PHASES = ("cvt", "bilstm", "student", "evaluate")
+
+
+def tagger(name: str, out_dir: Path) -> Path:
+    """Train (or resume, or reuse) one tagger from the shipped recipe; returns its run directory."""
+    overrides = [f"output_dir={json.dumps(str(out_dir / name))}", f"unlabeled={json.dumps([str(default_data_dir() / CORPUS)])}"]
+    if name == "bilstm":
+        overrides += ["semi_supervised=false", "name=bilstm-conll"]
+    config = load_config(RECIPE, overrides)
+    run = Path(config.output_dir)
+    if (run / "tagger" / "cvt.json").is_file():
+        print(f"[cvt] {name}: done ({run})", flush=True)
+        return run
+    resume = (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("step-*"))
+    print(f"[cvt] {name}: {'resuming' if resume else 'starting'} {run}", flush=True)
+    result = train_cvt(config, resume=resume, overwrite=not resume, progress=False)
+    print(f"[cvt] {name}: {result.info}", flush=True)
+    return run
+
+
+def student(out_dir: Path) -> Path:
+    """The quality benchmark's best distilled 3-layer student, rebuilt by its screen (reused when there)."""
+    path = out_dir / "quality" / STUDENT
+    if not (path / "bertpress.json").is_file():
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality" / "run.py"), "--only", STUDENT,
+                        "--out-dir", str(out_dir / "quality")], check=True, cwd=ROOT)
+    return path
+
+
+def evaluate(out_dir: Path, command: str) -> None:
+    """Fine-tune the encoders (cached), score everything on dev and test, time them, write the report."""
+    paths = {"all-MiniLM-L6-v2": PACKAGED_TEACHER, f"3L {STUDENT}": out_dir / "quality" / STUDENT,
+             "BiLSTM (supervised)": out_dir / "bilstm", "CVT": out_dir / "cvt"}
+    try:
+        specs = [model_spec(f"{label}={path}") for label, path in paths.items()]
+    except BertpressError as e:
+        raise SystemExit(f"{e} (run the earlier phases first)") from None
+    tasks = [load_task("conll2003", default_data_dir())]
+    settings = resolve_settings(["conll2003"], [f"conll2003.seeds={json.dumps(SEEDS)}"])
+    report = run_compare(specs[1:], tasks, settings, ResultCache(RESULTS / "cache"), teacher=specs[0],
+                         data_dir=default_data_dir(), command=command, progress=False)
+    write_report(report, RESULTS)
+    print((RESULTS / "results.md").read_text().split("\n\n")[0], flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
+    p.add_argument("--out-dir", type=Path, default=ROOT / "runs" / "cvt-bench")
+    args = p.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    command = shlex.join(["python", "benchmarks/cvt/run.py", *sys.argv[1:]])
+    for phase in args.phases:
+        if phase in ("cvt", "bilstm"):
+            tagger(phase, args.out_dir)
+        elif phase == "student":
+            student(args.out_dir)
+        else:
+            evaluate(args.out_dir, command)
+
+
+if __name__ == "__main__":
+    main()
