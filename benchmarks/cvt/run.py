@@ -16,8 +16,10 @@ every 1000 steps; fine-tuning results are cached in ``results/cache``, committed
 
     python benchmarks/cvt/run.py [--phases cvt bilstm student evaluate] [--out-dir runs/cvt-bench]
 
-Writes ``benchmarks/cvt/results/results.{json,md,png}`` (the ``bertpress evaluate`` report; the plot is F1 against
-CPU ms per sentence) after the evaluate phase; taggers and the student live under ``--out-dir``.
+Each tagger phase writes its scores and training cost to ``results/phases/NAME.json``; the evaluate phase writes
+``benchmarks/cvt/results/results.{json,md,png}`` (the ``bertpress evaluate`` report, every model timed side by side
+in one run; the plot is F1 against CPU ms per sentence). Taggers and the student live under ``--out-dir`` (not
+committed: a new session rebuilds them, bit for bit, from the recipe and seed).
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from pathlib import Path
 
 import torch
 
+from bertpress.atomic import atomic_write_json
 from bertpress.baselines.cvt import load_config, train_cvt
 from bertpress.data.tasks.files import default_data_dir
 from bertpress.errors import BertpressError
 from bertpress.evaluate.cache import ResultCache
 from bertpress.evaluate.compare import run_compare
+from bertpress.evaluate.latency import conditions
 from bertpress.evaluate.report import write_report
 from bertpress.evaluate.settings import resolve_settings
 from bertpress.evaluate.suite import model_spec
@@ -59,14 +63,30 @@ def tagger(name: str, out_dir: Path) -> Path:
         overrides += ["semi_supervised=false", "name=bilstm-conll"]
     config = load_config(RECIPE, overrides)
     run = Path(config.output_dir)
-    if (run / "tagger" / "cvt.json").is_file():
-        print(f"[cvt] {name}: done ({run})", flush=True)
-        return run
-    resume = (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("step-*"))
-    print(f"[cvt] {name}: {'resuming' if resume else 'starting'} {run}", flush=True)
-    result = train_cvt(config, resume=resume, overwrite=not resume, progress=False)
-    print(f"[cvt] {name}: {result.info}", flush=True)
+    if not (run / "tagger" / "cvt.json").is_file():
+        resume = (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("step-*"))
+        print(f"[cvt] {name}: {'resuming' if resume else 'starting'} {run}", flush=True)
+        train_cvt(config, resume=resume, overwrite=not resume, progress=False)
+    record_tagger(name, run)
     return run
+
+
+def record_tagger(name: str, run: Path) -> None:
+    """The tagger's dev/test scores, size and training cost in ``results/phases/NAME.json`` (committed: the tagger
+    itself, 70 MB, stays under --out-dir; it is rebuilt bit for bit from the recipe and seed)."""
+    from bertpress.baselines.cvt import CVTTagger
+    from bertpress.evaluate.ner import evaluate_tagger
+
+    settings = resolve_settings(["conll2003"])["conll2003"]
+    scored = evaluate_tagger(run / "tagger", load_task("conll2003", default_data_dir()), settings)
+    tagger = CVTTagger.load(run / "tagger")
+    record = {"model": name, "metrics": scored["mean"], "parameters": tagger.parameters,
+              "size_mb": (run / "tagger" / "tagger.pt").stat().st_size / 1e6, "training": tagger.info,
+              "config": tagger.config.model_dump(exclude={"output_dir"}), "machine_after": conditions()}
+    atomic_write_json(RESULTS / "phases" / f"{name}.json", record)
+    m = scored["mean"]
+    print(f"[cvt] {name}: dev F1 {m['f1']:.2f}, test F1 {m['test_f1']:.2f}, {tagger.info['cpu_seconds']:.0f} CPU-s, "
+          f"{tagger.info['train_seconds'] / 60:.0f} min", flush=True)
 
 
 def student(out_dir: Path) -> Path:
