@@ -8,6 +8,7 @@ import yaml
 from bertpress.errors import BertpressError
 from bertpress.search.report import read_best_mapping
 from bertpress.search.search import search_mapping
+from bertpress.search.space import SearchSpace
 
 
 def _trajectory(result):
@@ -183,3 +184,24 @@ def test_search_and_evaluation_share_the_proxy_tasks():
     from bertpress.search.spec import SearchSpec
 
     assert SearchSpec().proxy.tasks == list(PROXY_TASKS)
+
+
+def test_exhaustive_scores_every_mapping_once_baselines_first(search_recipe, synth, tmp_path):
+    result = search_mapping(search_recipe(method="exhaustive"), search_dir=tmp_path / "s")
+    s = result.summary
+    calls = synth.calls()
+    assert calls[:3] == [[2, 4, 6], [4, 5, 6], [1, 3, 5]], "baselines first"
+    assert sorted(map(tuple, calls)) == sorted(SearchSpace(3, 6).all()), "each of the 56 mappings exactly once"
+    assert result.best_mapping == list(synth.target) and s["best"]["fitness"] == 1.0
+    assert s["space"]["covered"] == 1.0 and s["method"] == "exhaustive" and len(s["generations"]) == 1
+    assert "56 distinct mappings evaluated (0 failed; 100% of the space), every mapping" in (
+        tmp_path / "s" / "search.md").read_text()
+    ga = search_mapping(search_recipe(generations=1), search_dir=tmp_path / "g").summary
+    assert ga["space"]["covered"] == pytest.approx(ga["evaluations"]["distinct"] / 56) and ga["space"]["covered"] < 1
+
+
+def test_exhaustive_refuses_a_space_beyond_its_budget(search_recipe, synth, tmp_path):
+    with pytest.raises(BertpressError, match=r"exhaustive would evaluate all 56 mappings, more than "
+                                             r"search.max_evaluations 20: use method: ga"):
+        search_mapping(search_recipe(method="exhaustive", max_evaluations=20), search_dir=tmp_path / "s")
+    assert not (tmp_path / "s").exists()

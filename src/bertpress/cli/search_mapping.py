@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         shown = "failed" if b["fitness"] is None else f"{b['fitness']:.4f} ({best['fitness'] - b['fitness']:+.4f})"
         print(f"  {name} {b['mapping']}: {shown}")
     ev = s["evaluations"]
-    print(f"{ev['distinct']} mappings ({ev['this_session']} evaluated now, {ev['failed']} failed), "
+    print(f"{ev['distinct']} mappings ({100 * ev['distinct'] / s['space']['size']:.0f}% of the space; "
+          f"{ev['this_session']} evaluated now, {ev['failed']} failed), "
           f"{s['wall_time_s'] / 60:.1f} min; written to {result.search_dir}")
     print(f"use it: bertpress distill {args.recipe} --mapping-from {result.search_dir}")
     return 0

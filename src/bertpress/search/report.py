@@ -65,8 +65,10 @@ def markdown(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
         return ["| " + " | ".join([first, *cols]) + " |", "|" + "---|" * (len(cols) + 1)]
 
     out = ["# Layer mapping search", "",
-           f"{summary['space']['description']}. {ev['distinct']} distinct mappings evaluated ({ev['failed']} failed), "
-           f"{len(summary['generations']) - 1} generations after the initial population, wall time "
+           f"{summary['space']['description']}. {ev['distinct']} distinct mappings evaluated ({ev['failed']} failed; "
+           f"{100 * ev['distinct'] / summary['space']['size']:.0f}% of the space), " + (
+               "every mapping (method: exhaustive), " if summary.get("method") == "exhaustive" else
+               f"{len(summary['generations']) - 1} generations after the initial population, ") + "wall time "
            f"{summary['wall_time_s'] / 60:.1f} min ({summary['workers']} worker(s) x "
            f"{summary['threads_per_worker']} thread(s), {summary['backend']}).", "",
            f"**Best mapping {best['mapping']}**: fitness {_fmt(best['fitness'])} ({best['origin']}).", "",

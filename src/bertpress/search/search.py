@@ -32,6 +32,9 @@ from bertpress.train.output import check_job_dir
 
 log = logging.getLogger(__name__)
 
+#: ``method: exhaustive`` refuses spaces larger than this (the genetic algorithm is for those)
+MAX_EXHAUSTIVE = 5000
+
 
 @dataclass
 class SearchResult:
@@ -194,6 +197,14 @@ class _Search:
         ranked = ga.ranked([(m, self.fitness(m)) for m in self.seen])
         return ranked[0] if ranked else None
 
+    def run_exhaustive(self, baselines: dict[str, Mapping]) -> None:
+        """Every mapping of the space, the baselines first, as one population (generation 0)."""
+        names = {m: "baseline:" + "+".join(n for n, x in baselines.items() if x == m) for m in baselines.values()}
+        self.request(list(dict.fromkeys(baselines.values())), 0, lambda m: names[m])
+        self.request(list(self.space.all()), 0, "exhaustive")
+        self.flush()
+        self.note_generation(0, list(self.seen), list(self.seen))
+
     def run(self, baselines: dict[str, Mapping]) -> None:
         spec = self.spec
         rng = random.Random(spec.seed)
@@ -248,6 +259,11 @@ def search_mapping(recipe: Recipe | str | Path | dict, *, overrides: list[str] |
     log.info("%s", space.describe())
     baselines = {n: space.check(resolve_mapping(n, student_layers, teacher_layers), f"baseline {n!r}")
                  for n in spec.baselines}
+    if spec.method == "exhaustive" and space.size > min(spec.max_evaluations or MAX_EXHAUSTIVE, MAX_EXHAUSTIVE):
+        cap = min(spec.max_evaluations or MAX_EXHAUSTIVE, MAX_EXHAUSTIVE)
+        raise BertpressError(f"search.method exhaustive would evaluate all {space.size:,} mappings, more than "
+                             f"{'search.max_evaluations' if spec.max_evaluations else 'the limit of'} {cap:,}: use "
+                             "method: ga, space: monotone, or raise max_evaluations")
     if spec.max_evaluations is not None and spec.max_evaluations < len(set(baselines.values())):
         raise BertpressError(f"search.max_evaluations {spec.max_evaluations} is less than the "
                              f"{len(set(baselines.values()))} baselines: raise it, or list fewer baselines")
@@ -274,7 +290,10 @@ def search_mapping(recipe: Recipe | str | Path | dict, *, overrides: list[str] |
     runner = runner or make_runner(spec, fitness=fitness, runtime_env=runtime_env)
     search = _Search(recipe, spec, space, state, runner, template)
     try:
-        search.run(baselines)
+        if spec.method == "exhaustive":
+            search.run_exhaustive(baselines)
+        else:
+            search.run(baselines)
     finally:
         if own_runner:
             runner.close()
@@ -312,7 +331,9 @@ def _summary(search: _Search, baselines: dict[str, Mapping], best: tuple[Mapping
         "margin_over_baselines": {n: (best[1] - b["fitness"]) if b["fitness"] is not None else None
                                   for n, b in base.items()},
         "space": {"kind": space.kind, "student_layers": space.student_layers,
-                  "teacher_layers": space.teacher_layers, "size": space.size, "description": space.describe()},
+                  "teacher_layers": space.teacher_layers, "size": space.size, "description": space.describe(),
+                  "covered": len(search.seen) / space.size},
+        "method": spec.method,
         "evaluations": {"distinct": len(records), "failed": sum(r["status"] != "ok" for r in records),
                         "this_session": search.new_evaluations,
                         "retried": sum(len(r["attempts"]) > 1 for r in records),

@@ -49,6 +49,9 @@ class SearchSpec(Strict):
     output_dir: str | None = Field(None, description="search directory (default: the recipe's output_dir + '-search')")
     space: Literal["monotone", "free"] = Field(
         "monotone", description="monotone: non-decreasing teacher layers; free: any teacher layer per student layer")
+    method: Literal["ga", "exhaustive"] = Field(
+        "ga", description="ga: the genetic algorithm below; exhaustive: every mapping of the space, baselines first "
+                          "(small spaces: the 6->3 monotone space has 56)")
     population: int = Field(8, ge=2, description="mappings per generation")
     generations: int = Field(3, ge=0, description="generations bred after the initial population")
     max_evaluations: int | None = Field(
