@@ -77,6 +77,20 @@ def test_proxy_is_deterministic(tmp_path, task_data, tiny_pair, capsys):
     assert f"proxy fitness {first['fitness']:.4f}" in capsys.readouterr().out
 
 
+def test_proxy_with_several_seeds_reports_its_noise(tmp_path, task_data, tiny_pair, capsys):
+    _, student = tiny_pair
+    cache = ResultCache(tmp_path / "c")
+    one = [proxy_scores(student, task_data, overrides=[f"seeds=[{s}]"], cache=cache) for s in (0, 1)]
+    both = proxy_scores(student, task_data, overrides=["seeds=[0,1]"], cache=cache)  # the same runs, from the cache
+    assert both["fitness_by_seed"] == pytest.approx([o["fitness"] for o in one])
+    assert both["fitness"] == pytest.approx(np.mean(both["fitness_by_seed"]))
+    assert both["fitness_std"] == pytest.approx(np.std(both["fitness_by_seed"], ddof=1))
+    assert "fitness_std" not in one[0]
+    assert evaluate(student, "--proxy", "--set", "seeds=[0,1]", "--data-dir", task_data, "--cache-dir",
+                    tmp_path / "c") == 0
+    assert f"proxy fitness {both['fitness']:.4f} ± {both['fitness_std']:.4f} over seeds" in capsys.readouterr().out
+
+
 def test_bad_input_is_one_line(tmp_path, task_data, tiny_pair, capsys):
     _, student = tiny_pair
     bad = tmp_path / "data"

@@ -205,3 +205,39 @@ def test_exhaustive_refuses_a_space_beyond_its_budget(search_recipe, synth, tmp_
                                              r"search.max_evaluations 20: use method: ga"):
         search_mapping(search_recipe(method="exhaustive", max_evaluations=20), search_dir=tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_proxy_seeds_enter_the_fitness_key_only_when_changed(search_recipe):
+    from bertpress.search.spec import SearchRecipe, fitness_settings
+
+    def key(**proxy):
+        recipe = SearchRecipe.model_validate(search_recipe(fitness="proxy", proxy=proxy))
+        return fitness_settings(recipe.to_dict(), recipe.search)["proxy"]
+
+    assert "seeds" not in key() and key() == key(seeds=[0])  # earlier searches keep their cache and resume
+    assert key(seeds=[0, 1])["seeds"] == [0, 1]
+
+
+def test_proxy_fitness_passes_seeds_and_keeps_the_noise(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import bertpress.evaluate.proxy as proxy
+    import bertpress.train.run as run
+    from bertpress.search.fitness import EvalTask, proxy_fitness
+
+    seen = {}
+    monkeypatch.setattr(run, "distill", lambda recipe, overwrite: SimpleNamespace(
+        student_dir=tmp_path, summary={"final": {"loss": 1.5}, "tokens_seen": 10}))
+
+    def scores(model_dir, data_dir, *, tasks, overrides, cache):
+        seen["overrides"] = overrides
+        return {"sst2": 80.0, "fitness": 80.0, "fitness_by_seed": [79.0, 81.0], "fitness_std": 1.41}
+
+    monkeypatch.setattr(proxy, "proxy_scores", scores)
+    task = EvalTask(key="k", mapping=(1, 2), recipe={"data": {}, "train": {}}, work_dir=str(tmp_path / "w"),
+                    proxy={"steps": 2, "batch_size": 1, "eval_batches": 1, "tasks": ["sst2"], "seeds": [0, 1],
+                           "finetune_overrides": ["epochs=1"]})
+    result = proxy_fitness(task)
+    assert seen["overrides"] == ["seeds=[0, 1]", "epochs=1"]
+    assert result["scores"] == {"sst2": 80.0} and result["fitness_std"] == 1.41
+    assert result["fitness_by_seed"] == [79.0, 81.0] and result["fitness"] == 80.0

@@ -87,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             scores = proxy_scores(spec.path, args.data_dir, tasks=tasks, overrides=overrides, cache=cache,
                                   progress=not args.no_progress)
-            parts = ", ".join(f"{t} {v:.2f}" for t, v in scores.items() if t != "fitness")
-            print(f"{spec.label}: proxy fitness {scores['fitness']:.4f} ({parts}; {time.perf_counter() - start:.0f}s)")
+            parts = ", ".join(f"{t} {scores[t]:.2f}" for t in tasks)
+            noise = f" ± {scores['fitness_std']:.4f} over seeds" if "fitness_std" in scores else ""
+            print(f"{spec.label}: proxy fitness {scores['fitness']:.4f}{noise} ({parts}; "
+                  f"{time.perf_counter() - start:.0f}s)")
         return 0
     settings = resolve_settings(tasks, overrides)
     if args.show_settings:

@@ -7,6 +7,7 @@ are imported only inside :func:`proxy_fitness`.
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import os
 import shutil
@@ -90,15 +91,17 @@ def _proxy_fitness(task: EvalTask) -> dict[str, Any]:
     result = distill(proxy_recipe(task, out), overwrite=True)
     distilled = time.perf_counter()
     p = task.proxy
-    scores = proxy_scores(result.student_dir, p.get("data_dir"), tasks=p["tasks"], overrides=p.get("finetune_overrides", ()),
+    overrides = [f"seeds={json.dumps(p.get('seeds', [0]))}", *p.get("finetune_overrides", ())]
+    scores = proxy_scores(result.student_dir, p.get("data_dir"), tasks=p["tasks"], overrides=overrides,
                           cache=ResultCache(Path(task.eval_cache)) if task.eval_cache else None)
     end = time.perf_counter()
     if not task.keep_student:
         shutil.rmtree(out, ignore_errors=True)
     fitness = scores.pop("fitness")
+    noise = {k: scores.pop(k) for k in ("fitness_std", "fitness_by_seed") if k in scores}  # proxy.seeds > 1
     return {"fitness": fitness, "scores": scores, "distill_loss": result.summary["final"].get("loss"),
             "distill_s": round(distilled - start, 2), "proxy_s": round(end - distilled, 2),
-            "tokens": result.summary["tokens_seen"]}
+            "tokens": result.summary["tokens_seen"], **noise}
 
 
 def execute(task: EvalTask, fn: FitnessFn | None = None) -> tuple[str, Any]:

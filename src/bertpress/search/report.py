@@ -56,7 +56,8 @@ def markdown(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
 
     def row(prefix: list[str], r: dict[str, Any]) -> str:
         scores = r.get("scores") or {}
-        cells = [*prefix, str(r["mapping"]), _fmt(r.get("fitness")),
+        std = r.get("fitness_std", (r.get("details") or {}).get("fitness_std"))  # proxy.seeds > 1
+        cells = [*prefix, str(r["mapping"]), _fmt(r.get("fitness")) + (f" ± {std:.4f}" if std is not None else ""),
                  *[_fmt(scores[t], 2) if t in scores else "–" for t in tasks],
                  _fmt(r.get("distill_loss"), 4, "–"), f"{r.get('seconds') or 0:.0f}"]
         return "| " + " | ".join(cells) + " |"

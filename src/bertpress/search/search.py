@@ -313,8 +313,9 @@ def search_mapping(recipe: Recipe | str | Path | dict, *, overrides: list[str] |
 
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record.get(k) for k in ("mapping", "fitness", "scores", "distill_loss", "seconds", "origin",
-                                       "generation", "status")}
+    return {**{k: record.get(k) for k in ("mapping", "fitness", "scores", "distill_loss", "seconds", "origin",
+                                          "generation", "status")},
+            "fitness_std": (record.get("details") or {}).get("fitness_std")}
 
 
 def _summary(search: _Search, baselines: dict[str, Mapping], best: tuple[Mapping, float], threads: int,

@@ -27,6 +27,8 @@ class ProxySpec(Strict):
     eval_batches: int = Field(4, gt=0, description="held-out batches for the recorded distillation loss")
     tasks: list[str] = Field(list(PROXY_TASKS), min_length=1,
                              description="downstream tasks of the proxy score; fitness = their mean")
+    seeds: list[int] = Field([0], min_length=1, description="fine-tuning seeds per proxy task: fitness is the mean, "
+                                                          "and with several the record keeps fitness_std (noise)")
     finetune_overrides: list[str] = Field(
         default_factory=list, description="fine-tuning overrides on top of the proxy mode's, e.g. "
                                           "max_train_examples=1000 (as `bertpress evaluate --set`)")
@@ -125,7 +127,9 @@ def fitness_settings(recipe: dict[str, Any], spec: SearchSpec) -> dict[str, Any]
     # the proxy setting replaces steps, batch size and the corpus sample
     train = {k: v for k, v in base.get("train", {}).items() if k not in neutral | {"max_steps", "batch_size"}}
     data = {k: v for k, v in base.get("data", {}).items() if k not in neutral | {"max_blocks"}}
-    return {**base, "data": data, "train": train, "proxy": spec.proxy.model_dump(mode="json"), "fitness": spec.fitness}
+    # one seed (the default) leaves the key as it was before proxy.seeds existed, so earlier searches resume
+    proxy = spec.proxy.model_dump(mode="json", exclude={"seeds"} if spec.proxy.seeds == [0] else None)
+    return {**base, "data": data, "train": train, "proxy": proxy, "fitness": spec.fitness}
 
 
 def search_reference() -> str:
