@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 
 from bertpress.atomic import atomic_write_json
-from bertpress.baselines.cvt import load_config, train_cvt
+from bertpress.baselines.cvt import load_config
+from bertpress.baselines.cvt_train import train_cvt
 from bertpress.data.tasks.files import default_data_dir
 from bertpress.errors import BertpressError
 from bertpress.evaluate.cache import ResultCache

@@ -16,8 +16,8 @@ from bertpress.baselines.cvt import (
     cvt_loss,
     learning_rate,
     load_config,
-    train_cvt,
 )
+from bertpress.baselines.cvt_train import train_cvt
 from bertpress.baselines.tags import spans, to_bioes, to_iob2
 from bertpress.errors import BertpressError
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bertpress.baselines.cvt import CVTConfig, CVTTagger, train_cvt
+from bertpress.baselines.cvt import CVTConfig, CVTTagger
+from bertpress.baselines.cvt_train import train_cvt
 from bertpress.cli import main
 from bertpress.data.tasks.conll import read_conll
 from bertpress.evaluate.metrics import ner_metrics

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bertpress.baselines.cvt import load_config, train_cvt
+    from bertpress.baselines.cvt import load_config
+    from bertpress.baselines.cvt_train import train_cvt
 
     overrides = []
     if args.output_dir:
