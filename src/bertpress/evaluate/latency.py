@@ -70,9 +70,13 @@ def measure_latency(model_dirs: Sequence[Path], *, batch_sizes: Sequence[int] = 
                 if i >= warmup:
                     times[m].append(1000 * (time.perf_counter() - start))
         for m, t in enumerate(times):
-            q1, median, q3 = np.percentile(t, [25, 50, 75])
-            out[m][str(batch)] = {"median_ms": float(median), "q1_ms": float(q1), "q3_ms": float(q3), "n": n}
+            out[m][str(batch)] = _quartiles(t)
     return out
+
+
+def _quartiles(times_ms: Sequence[float]) -> dict[str, float]:
+    q1, median, q3 = np.percentile(times_ms, [25, 50, 75])
+    return {"median_ms": float(median), "q1_ms": float(q1), "q3_ms": float(q3), "n": len(times_ms)}
 
 
 @torch.inference_mode()
@@ -102,8 +106,4 @@ def sentence_latency(specs: Sequence[tuple[str, Path]], sentences: Sequence[Sequ
             run(words)
             if i >= warmup:
                 times[r].append(1000 * (time.perf_counter() - start))
-    out = []
-    for t in times:
-        q1, median, q3 = np.percentile(t, [25, 50, 75])
-        out.append({"median_ms": float(median), "q1_ms": float(q1), "q3_ms": float(q3), "n": len(t)})
-    return out
+    return [_quartiles(t) for t in times]
