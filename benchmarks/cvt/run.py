@@ -14,9 +14,11 @@ Encoders are fine-tuned with 3 seeds (mean and sample std); each tagger is one t
 costs another hour). Phases, each skipped when already done and resumable when interrupted (the taggers checkpoint
 every 1000 steps; fine-tuning results are cached in ``results/cache``, committed)::
 
-    python benchmarks/cvt/run.py [--phases cvt bilstm student evaluate] [--out-dir runs/cvt-bench]
+    python benchmarks/cvt/run.py [--phases cvt bilstm student encoders evaluate] [--out-dir runs/cvt-bench]
 
-Each tagger phase writes its scores and training cost to ``results/phases/NAME.json``; the evaluate phase writes
+Each tagger phase writes its scores and training cost to ``results/phases/NAME.json``; the encoders phase fine-tunes
+teacher and student for every seed into the cache (scores in ``results/phases/encoders.json``); the evaluate phase
+(which needs the taggers on disk) scores from the cache, times every model and writes
 ``benchmarks/cvt/results/results.{json,md,png}`` (the ``bertpress evaluate`` report, every model timed side by side
 in one run; the plot is F1 against CPU ms per sentence). Taggers and the student live under ``--out-dir`` (not
 committed: a new session rebuilds them, bit for bit, from the recipe and seed).
@@ -43,9 +45,9 @@ from bertpress.evaluate.cache import ResultCache
 from bertpress.evaluate.compare import run_compare
 from bertpress.evaluate.latency import conditions
 from bertpress.evaluate.report import write_report
-from bertpress.evaluate.settings import resolve_settings
-from bertpress.evaluate.suite import model_spec
-from bertpress.evaluate.tasks import load_task
+from bertpress.evaluate.settings import FinetuneSettings, resolve_settings
+from bertpress.evaluate.suite import ModelSpec, evaluate_model, model_spec
+from bertpress.evaluate.tasks import TaskData, load_task
 from bertpress.models.teacher import PACKAGED_TEACHER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +56,7 @@ RECIPE = ROOT / "recipes" / "baselines" / "cvt-conll.yaml"
 CORPUS = "corpus/enwiki-wikiextractor-2015/AA/wiki_*.gz"
 STUDENT = "tinybert-top-probs"
 SEEDS = [1, 2, 3]
-PHASES = ("cvt", "bilstm", "student", "evaluate")
+PHASES = ("cvt", "bilstm", "student", "encoders", "evaluate")
 
 
 def tagger(name: str, out_dir: Path) -> Path:
@@ -99,17 +101,47 @@ def student(out_dir: Path) -> Path:
     return path
 
 
-def evaluate(out_dir: Path, command: str) -> None:
-    """Fine-tune the encoders (cached), score everything on dev and test, time them, write the report."""
+def specs(out_dir: Path, names: list[str]) -> list[ModelSpec]:
+    """The models of the comparison (teacher first) that ``names`` asks for."""
     paths = {"all-MiniLM-L6-v2": PACKAGED_TEACHER, f"3L {STUDENT}": out_dir / "quality" / STUDENT,
              "BiLSTM (supervised)": out_dir / "bilstm", "CVT": out_dir / "cvt"}
     try:
-        specs = [model_spec(f"{label}={path}") for label, path in paths.items()]
+        return [model_spec(f"{label}={path}") for label, path in paths.items() if label in names]
     except BertpressError as e:
         raise SystemExit(f"{e} (run the earlier phases first)") from None
-    tasks = [load_task("conll2003", default_data_dir())]
-    settings = resolve_settings(["conll2003"], [f"conll2003.seeds={json.dumps(SEEDS)}"])
-    report = run_compare(specs[1:], tasks, settings, ResultCache(RESULTS / "cache"), teacher=specs[0],
+
+
+ENCODERS = ["all-MiniLM-L6-v2", f"3L {STUDENT}"]
+TAGGERS = ["BiLSTM (supervised)", "CVT"]
+
+
+def conll() -> tuple[list[TaskData], dict[str, FinetuneSettings]]:
+    """CoNLL-2003 and its default task recipe with the benchmark's seeds."""
+    return ([load_task("conll2003", default_data_dir())],
+            resolve_settings(["conll2003"], [f"conll2003.seeds={json.dumps(SEEDS)}"]))
+
+
+def encoders(out_dir: Path) -> None:
+    """Fine-tune the two encoders for every seed into ``results/cache`` (committed), so the evaluate phase, which
+    needs the taggers on disk, only scores and times; their scores and cost go to ``results/phases/encoders.json``."""
+    tasks, settings = conll()
+    cache = ResultCache(RESULTS / "cache")
+    record = {}
+    for spec in specs(out_dir, ENCODERS):
+        result = evaluate_model(spec, tasks, settings, cache, progress=False)["conll2003"]
+        record[spec.label] = {"mean": result["mean"], "std": result["std"], "n": result["n"],
+                              "train_seconds": sum(r["train_seconds"] for r in result["runs"])}
+        m, sd = result["mean"], result["std"]
+        print(f"[cvt] {spec.label}: dev F1 {m['f1']:.2f} ± {sd['f1']:.2f}, test F1 {m['test_f1']:.2f} "
+              f"± {sd['test_f1']:.2f} ({result['n']} seeds)", flush=True)
+    atomic_write_json(RESULTS / "phases" / "encoders.json", {"models": record, "machine_after": conditions()})
+
+
+def evaluate(out_dir: Path, command: str) -> None:
+    """Score everything on dev and test (the encoders' fine-tuning from the cache), time them, write the report."""
+    models = specs(out_dir, ENCODERS + TAGGERS)
+    tasks, settings = conll()
+    report = run_compare(models[1:], tasks, settings, ResultCache(RESULTS / "cache"), teacher=models[0],
                          data_dir=default_data_dir(), command=command, progress=False)
     write_report(report, RESULTS)
     print((RESULTS / "results.md").read_text().split("\n\n")[0], flush=True)
@@ -127,6 +159,8 @@ def main() -> None:
             tagger(phase, args.out_dir)
         elif phase == "student":
             student(args.out_dir)
+        elif phase == "encoders":
+            encoders(args.out_dir)
         else:
             evaluate(args.out_dir, command)
 
