@@ -41,3 +41,19 @@ def test_export_formats_match_eager(tmp_path, capsys):
 def test_export_of_a_missing_model_is_one_line(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nothing")]) == 2
     assert "has no config.json: give a run directory" in capsys.readouterr().err
+
+
+def test_a_mobilebert_student_exports_and_matches_eager(tmp_path, capsys):
+    from bertpress.train.build import build_run
+
+    teacher = save_tiny_teacher(tmp_path / "t", mlm=False, max_position_embeddings=128)
+    run = build_run({"output_dir": str(tmp_path / "o"), "teacher": {"name_or_path": str(teacher)},
+                     "student": {"architecture": "mobilebert", "init": "random", "architecture_options": {
+                         "bottleneck": 16, "embedding_size": 8, "num_ffn": 2}},
+                     "data": {"sources": ["x.txt"], "block_size": 32}})
+    run.student.save_pretrained(tmp_path / "s")
+    run.tokenizer.save_pretrained(tmp_path / "s")
+    assert main(["export", str(tmp_path / "s"), "--seq-len", "24", "--rounds", "2"]) == 0
+    report = json.loads((tmp_path / "s" / "onnx" / "export.json").read_text())
+    assert report["parity_ok"]["onnx"] and report["parity_ok"]["onnx-optimized"]
+    assert report["parity"]["onnx"]["max_abs_diff_b32"] <= 1e-4

@@ -179,20 +179,85 @@ class StageSpec(Strict):
                                                                      "train.warmup_ratio)")
     trainable: list[str] = Field(["all"], min_length=1, description="what trains: all, embeddings, 'layer N', "
                                  "'layers N-M', projections, head (the rest stays fixed)")
+    lr_scale: dict[str, float] = Field(
+        default_factory=dict, description="learning-rate multipliers of trained parts in this stage, e.g. {'layer 3': "
+                                          "3.0, 'layers 1-2': 0.3} (the first entry naming a parameter wins; others 1)")
+    only_layers: list[int] | None = Field(
+        None, min_length=1, description="keep only the objective's matches on these student layers (1-based)")
 
     @field_validator("trainable")
     @classmethod
     def _parts(cls, v: list[str]) -> list[str]:
         for part in v:
-            m = PART.match(part)
-            if not m:
-                raise ValueError(f"unknown part {part!r}: use all, embeddings, 'layer N', 'layers N-M', projections "
-                                 "or head")
-            if m.group(3) and int(m.group(3)) < int(m.group(2)):
-                raise ValueError(f"part {part!r} ends before it starts: write 'layers {m.group(3)}-{m.group(2)}'")
-            if m.group(2) and int(m.group(2)) < 1:
-                raise ValueError(f"part {part!r}: layers are numbered from 1")
+            _check_part(part)
         return v
+
+    @field_validator("lr_scale")
+    @classmethod
+    def _scaled_parts(cls, v: dict[str, float]) -> dict[str, float]:
+        for part, scale in v.items():
+            _check_part(part)
+            if not scale > 0:
+                raise ValueError(f"lr_scale of {part!r} is {scale}: use a positive multiplier (leave a part out of "
+                                 "trainable to keep it fixed)")
+        return v
+
+    @field_validator("only_layers")
+    @classmethod
+    def _layers_from_one(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError(f"only_layers {v}: student layers are numbered from 1")
+        return v
+
+
+def _check_part(part: str) -> None:
+    m = PART.match(part)
+    if not m:
+        raise ValueError(f"unknown part {part!r}: use all, embeddings, 'layer N', 'layers N-M', projections or head")
+    if m.group(3) and int(m.group(3)) < int(m.group(2)):
+        raise ValueError(f"part {part!r} ends before it starts: write 'layers {m.group(3)}-{m.group(2)}'")
+    if m.group(2) and int(m.group(2)) < 1:
+        raise ValueError(f"part {part!r}: layers are numbered from 1")
+
+
+#: MobileBERT's pre-training distillation (Sun et al., 2020, sec. 3.5): MLM and soft-target KD, equal weights
+FINAL_DISTILLATION = {"name": "distilbert", "alpha_ce": 0.5, "alpha_mlm": 0.5, "alpha_cos": 0.0, "temperature": 1.0}
+
+
+class ProgressiveSpec(Strict):
+    """Progressive knowledge transfer (MobileBERT, Sun et al., 2020): one stage per student layer, then optionally a
+    final stage on everything. Layer ``k``'s stage keeps only the objective's matches on student layer ``k``; the
+    embeddings stay fixed until the final stage."""
+
+    name: Literal["progressive"] = Field("progressive", description="the schedule")
+    steps_per_layer: int = Field(gt=0, description="steps of each layer's stage")
+    lower_layers: Literal["freeze", "slow"] = Field(
+        "freeze", description="during layer k's stage: freeze the layers below (the paper), or slow them (the "
+                              "authors' code: layer k at current_scale x lr, layers below at lower_scale x lr)")
+    current_scale: float = Field(3.0, gt=0, description="slow: lr multiplier of the layer in its stage (authors: 3)")
+    lower_scale: float = Field(0.3, gt=0, description="slow: lr multiplier of the layers below (authors: 0.3)")
+    final_steps: int = Field(0, ge=0, description="steps of the final stage on everything (0: none)")
+    final_objective: ObjectiveSpec | None = Field(
+        None, description="objective of the final stage; default with an MLM head (the teacher's or a fitted one): "
+                          "MLM + soft-target KD (distilbert with alpha_ce 0.5, alpha_mlm 0.5, alpha_cos 0, T 1), "
+                          "else the recipe's objective on all layers")
+    final_lr: float | None = Field(None, gt=0, le=1, description="peak lr of the final stage (default: train.lr)")
+
+    def stages(self, num_layers: int, has_head: bool) -> list[StageSpec]:
+        """The stages this schedule expands into for a student of ``num_layers`` layers."""
+        out = []
+        for k in range(1, num_layers + 1):
+            if self.lower_layers == "freeze":
+                trainable, scale = [f"layer {k}", "projections"], {}
+            else:
+                trainable = [f"layers 1-{k}", "projections"]
+                scale = {f"layer {k}": self.current_scale, **({f"layers 1-{k - 1}": self.lower_scale} if k > 1 else {})}
+            out.append(StageSpec(name=f"layer-{k}", steps=self.steps_per_layer, trainable=trainable, lr_scale=scale,
+                                 only_layers=[k]))
+        if self.final_steps:
+            final = self.final_objective or (ObjectiveSpec(**FINAL_DISTILLATION) if has_head else None)
+            out.append(StageSpec(name="final", steps=self.final_steps, objective=final, lr=self.final_lr))
+        return out
 
 
 class Recipe(Strict):
@@ -210,12 +275,17 @@ class Recipe(Strict):
     stages: list[StageSpec] | None = Field(
         None, min_length=1, description="ordered training stages (see docs/stages.md); without it the run is one "
                                         "stage of train.max_steps with the recipe's objective, mapping and lr")
+    schedule: ProgressiveSpec | None = Field(
+        None, description="a stage schedule that expands into stages once the student's depth is known: "
+                          "{name: progressive, steps_per_layer: N} (see docs/stages.md); not with stages")
     search: dict[str, Any] | None = Field(None, description="layer mapping search, read and validated by "
                                                             "bertpress search-mapping: see docs/search.md")
 
     @model_validator(mode="after")
     def _steps_agree(self) -> Recipe:
         """With stages, ``train.max_steps`` is their sum (given, it must agree)."""
+        if self.stages and self.schedule:
+            raise ValueError("stages and schedule both describe the stages: give one of them")
         if self.stages:
             total = sum(s.steps for s in self.stages)
             if "max_steps" in self.train.model_fields_set and self.train.max_steps != total:
@@ -224,14 +294,21 @@ class Recipe(Strict):
             self.train.max_steps = total
         return self
 
-    def resolved_stages(self) -> list[StageSpec]:
-        """The stages with every default filled in (one stage when the recipe gives none)."""
+    def resolved_stages(self, num_layers: int | None = None, has_head: bool = False) -> list[StageSpec]:
+        """The stages with every default filled in (one stage when the recipe gives none); a ``schedule`` expands
+        for a student of ``num_layers`` layers whose MLM head is ``has_head``."""
         t = self.train
-        given = self.stages or [StageSpec(name="distill", steps=t.max_steps)]
+        if self.schedule is not None:
+            if num_layers is None:
+                raise ValueError("schedule: the stages depend on the student's depth: pass num_layers")
+            given = self.schedule.stages(num_layers, has_head)
+        else:
+            given = self.stages or [StageSpec(name="distill", steps=t.max_steps)]
         return [StageSpec(name=s.name or f"stage-{i}", steps=s.steps, objective=s.objective or self.objective,
                           mapping=s.mapping or self.mapping, lr=s.lr or t.lr,
                           warmup_ratio=t.warmup_ratio if s.warmup_ratio is None else s.warmup_ratio,
-                          trainable=s.trainable) for i, s in enumerate(given, 1)]
+                          trainable=s.trainable, lr_scale=s.lr_scale, only_layers=s.only_layers)
+                for i, s in enumerate(given, 1)]
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -16,6 +16,7 @@ from bertpress.recipe import (
     HubDataset,
     MappingSpec,
     ObjectiveSpec,
+    ProgressiveSpec,
     Recipe,
     StageSpec,
     StudentSpec,
@@ -25,7 +26,7 @@ from bertpress.recipe import (
 
 _SECTIONS = (("", Recipe), ("teacher.", TeacherSpec), ("student.", StudentSpec), ("data.", DataSpec),
              ("data.sources[].", HubDataset), ("objective.", ObjectiveSpec), ("mapping.", MappingSpec),
-             ("train.", TrainSpec), ("stages[].", StageSpec))
+             ("train.", TrainSpec), ("stages[].", StageSpec), ("schedule.", ProgressiveSpec))
 
 
 def _default(f: FieldInfo) -> str:

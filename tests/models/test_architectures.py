@@ -31,8 +31,8 @@ def test_another_type_than_the_teachers_is_refused(tiny_teacher_mlm, tmp_path):
 
 
 @pytest.mark.parametrize(("student", "message"), [
-    ({"architecture": "mobilebert"}, r"student.architecture: unknown student architecture 'mobilebert': choose one "
-                                     r"of bert, camembert"),
+    ({"architecture": "albert"}, r"student.architecture: unknown student architecture 'albert': choose one "
+                                 r"of bert, camembert"),
     ({"architecture": "bert", "architecture_options": {"bottleneck": 128}},
      r"student architecture 'bert' takes no options \(got \['bottleneck'\]\): remove student.architecture_options"),
 ])

@@ -8,7 +8,10 @@ import torch
 from bertpress.objectives.losses import (
     attention_score_mse,
     cosine_loss,
+    hidden_mean_mse,
     hidden_mse,
+    hidden_variance_l1,
+    layer_norm_mse,
     mlm_cross_entropy,
     relation_kl,
     relation_logits,
@@ -88,3 +91,22 @@ def test_relation_kl_matches_explicit_loop():
                 count += 1
     assert relation_kl(s, t, mask).item() == pytest.approx(total / count, rel=1e-5)
     assert relation_kl(t, t, mask).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_layer_norm_mse_by_hand():
+    # token 1: student [1, 3] -> LN [-1, 1]; teacher [0, 10] -> [-1, 1]: 0. token 2: student [2, 0] -> [1, -1],
+    # teacher [0, 1] -> [-1, 1]: squared errors 4 and 4 -> mean over 2 tokens x 2 features = (0 + 0 + 4 + 4) / 4 = 2
+    s = torch.tensor([[[1.0, 3.0], [2.0, 0.0]]])
+    t = torch.tensor([[[0.0, 10.0], [0.0, 1.0]]])
+    assert layer_norm_mse(s, t).item() == pytest.approx(2.0, rel=1e-6)
+    assert layer_norm_mse(s, t, mask=torch.tensor([[1, 0]])).item() == pytest.approx(0.0, abs=1e-6)
+    assert layer_norm_mse(3 * s + 1, s).item() == pytest.approx(0.0, abs=1e-6), "invariant to scale and shift"
+
+
+def test_mean_mse_and_variance_l1_by_hand():
+    s = torch.tensor([[[1.0, 3.0], [2.0, 2.0]]])  # means 2, 2; variances 1, 0
+    t = torch.tensor([[[0.0, 0.0], [5.0, 1.0]]])  # means 0, 3; variances 0, 4
+    assert hidden_mean_mse(s, t).item() == pytest.approx((4 + 1) / 2)
+    assert hidden_variance_l1(s, t).item() == pytest.approx((1 + 4) / 2)
+    mask = torch.tensor([[0, 1]])
+    assert (hidden_mean_mse(s, t, mask=mask).item(), hidden_variance_l1(s, t, mask=mask).item()) == (1.0, 4.0)

@@ -25,6 +25,10 @@ class SelectOptions(BaseModel):
 
 def _check_width(ctx: InitContext) -> None:
     t, s = ctx.teacher.model.config, ctx.student.config
+    if t.model_type != s.model_type:
+        raise BertpressError(f"initialiser 'select' copies teacher layers into a student of the teacher's type, but "
+                             f"the student is {s.model_type!r} and the teacher {t.model_type!r}: use init "
+                             "'teacher-embeddings' or 'random'")
     for field in ("hidden_size", "num_attention_heads", ctx.teacher.parts.layout.ffn_size):
         if getattr(t, field) != getattr(s, field):
             raise BertpressError(

@@ -53,6 +53,8 @@ _BERT = Layout()
 #: model type -> layout. BERT's own layout is shared by its descendants.
 LAYOUTS: dict[str, Layout] = {
     "bert": _BERT, "ernie": _BERT, "electra": _BERT, "data2vec-text": _BERT,
+    # MobileBERT keeps BERT's paths; its bottlenecks and stacked FFNs sit beside them (ETD does not extract them)
+    "mobilebert": _BERT,
     "roberta": Layout(positions_offset=2), "xlm-roberta": Layout(positions_offset=2),
     "camembert": Layout(positions_offset=2),
     "distilbert": Layout(layers="transformer.layer", query="attention.q_lin", key="attention.k_lin",

@@ -3,8 +3,8 @@
 An entry turns the teacher's config and the recipe's :class:`~bertpress.models.student.StudentShape` (plus its own
 validated ``student.architecture_options``) into the student's config; where its parts live is the model type's
 :class:`~bertpress.models.anatomy.Layout`. Every supported type has an entry that shrinks a teacher of that type;
-an architecture of another type than the teacher's (MobileBERT's bottleneck students next) is a new module with its
-builder and layout.
+an architecture of another type than the teacher's is a new module with its builder and layout
+(``mobilebert``: bottleneck students from any teacher, :mod:`bertpress.models.mobilebert`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from transformers import PretrainedConfig
 from bertpress.config import validate_options
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import LAYOUTS
+from bertpress.models.mobilebert import MobileBertOptions, mobilebert_config
 from bertpress.models.student import StudentShape, student_config
 from bertpress.registry import Registry
 
@@ -39,7 +40,15 @@ def _shrunk(model_type: str) -> ArchitectureBuilder:
 
 
 for _type in LAYOUTS:
-    ARCHITECTURES.register(_type)(_shrunk(_type))
+    if _type != "mobilebert":
+        ARCHITECTURES.register(_type)(_shrunk(_type))
+
+
+@ARCHITECTURES.register("mobilebert", options=MobileBertOptions)
+def _mobilebert(teacher_config: PretrainedConfig, shape: StudentShape, options: BaseModel | None) -> PretrainedConfig:
+    """MobileBERT bottleneck student (Sun et al., 2020) from a teacher of any supported type: deep and thin, block
+    width = the teacher's, narrow intra-block attention and stacked FFNs, factorised trigram embeddings."""
+    return mobilebert_config(teacher_config, shape, options)  # type: ignore[arg-type]
 
 
 def architecture_config(name: str | None, teacher_config: PretrainedConfig, shape: StudentShape,

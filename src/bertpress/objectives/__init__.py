@@ -1,6 +1,6 @@
 """Objectives (weighted loss terms over a layer mapping), the pure losses they use, and layer mappings."""
 
-from bertpress.objectives import distilbert, matches, minilm, tinybert  # noqa: F401 - registers the objectives
+from bertpress.objectives import distilbert, matches, minilm, mobilebert, tinybert  # noqa: F401 - registers the objectives
 from bertpress.objectives.base import OBJECTIVES, Objective, ObjectiveContext
 from bertpress.objectives.losses import LOSSES
 from bertpress.objectives.mapping import MAPPINGS, resolve_mapping

@@ -84,10 +84,16 @@ def default_relation_heads(ctx: ObjectiveContext, requested: int | None) -> int:
         return int(t.num_attention_heads)
     else:
         candidates = sorted({t.num_attention_heads, s.num_attention_heads}, reverse=True)
+    tw, sw = attention_width(t), attention_width(s)
     for r in candidates:
-        if r > 0 and t.hidden_size % r == 0 and s.hidden_size % r == 0:
+        if r > 0 and tw % r == 0 and sw % r == 0:
             return int(r)
     raise BertpressError(
-        f"relation_heads {candidates[0]} does not divide both widths (teacher {t.hidden_size}, student "
-        f"{s.hidden_size}): set objective.relation_heads to a common divisor"
+        f"relation_heads {candidates[0]} does not divide both attention widths (teacher {tw}, student {sw}): set "
+        "objective.relation_heads to a common divisor"
     )
+
+
+def attention_width(config) -> int:
+    """Width of a model's queries and keys: the hidden size, or MobileBERT's intra-block bottleneck."""
+    return int(config.true_hidden_size if getattr(config, "use_bottleneck", False) else config.hidden_size)

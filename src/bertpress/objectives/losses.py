@@ -112,3 +112,40 @@ def relation_kl(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | N
     kl = (log_pt.exp() * (log_pt - log_ps)).masked_fill(~pair, 0.0).sum(-1)  # [batch, heads, seq]
     queries = pair.any(-1).to(kl.dtype)  # [batch, 1, seq]
     return (kl * queries).sum() / (queries.sum() * kl.shape[1]).clamp_min(1)
+
+
+def _token_moments(h: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-token mean and (biased) variance over the features of ``h [batch, seq, dim]``."""
+    h = h.float()
+    return h.mean(-1), h.var(-1, unbiased=False)
+
+
+@LOSSES.register("layer_norm_mse")
+def layer_norm_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
+    """MSE between hidden states each normalised per token without parameters (MobileBERT's feature-map transfer,
+    Sun et al., 2020, eq. 1; the authors' ``run_pretraining.py`` layer-normalises both sides, eps 1e-12).
+
+    ``L = mean_{tokens, d} (LN(h_s) − LN(h_t))²`` with ``LN(h) = (h − μ(h)) / √(σ²(h) + 1e-12)``
+    """
+    s = F.layer_norm(student.float(), student.shape[-1:], eps=1e-12)
+    t = F.layer_norm(teacher.float(), teacher.shape[-1:], eps=1e-12)
+    return _masked_mean((s - t).pow(2), mask)
+
+
+@LOSSES.register("mean_mse")
+def hidden_mean_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Squared difference of the per-token feature means (MobileBERT's mean transfer, "beta", Sun et al., 2020).
+
+    ``L = mean_tokens (μ(h_s) − μ(h_t))²``, ``μ(h) = mean_d h_d``
+    """
+    return _masked_mean((_token_moments(student)[0] - _token_moments(teacher)[0]).pow(2), mask)
+
+
+@LOSSES.register("variance_l1")
+def hidden_variance_l1(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Absolute difference of the per-token feature variances (MobileBERT's variance transfer, "gamma"; the
+    authors' ``run_pretraining.py`` takes the absolute difference).
+
+    ``L = mean_tokens |σ²(h_s) − σ²(h_t)|``, ``σ²(h) = mean_d (h_d − μ(h))²``
+    """
+    return _masked_mean((_token_moments(student)[1] - _token_moments(teacher)[1]).abs(), mask)

@@ -22,6 +22,8 @@ from bertpress.models.architectures import ARCHITECTURES, architecture_config
 from bertpress.models.student import StudentShape, build_student, check_same_vocabulary
 from bertpress.models.teacher import Teacher, load_teacher
 from bertpress.objectives import MAPPINGS, OBJECTIVES, ObjectiveContext, build_objective, resolve_mapping
+from bertpress.objectives.base import Objective
+from bertpress.objectives.matches import MatchObjective
 from bertpress.recipe import MappingSpec, ObjectiveSpec, Recipe, load_recipe, recipe_from_dict
 from bertpress.registry import Registry
 from bertpress.train.preflight import check_setup
@@ -74,6 +76,8 @@ def check_names(recipe: Recipe, source: str = "recipe") -> Recipe:
             problems.append(("student.architecture", bad))
     problems += _objective_problems(recipe.objective, "objective")
     problems += _mapping_problems(recipe.mapping, "mapping")
+    if recipe.schedule is not None and recipe.schedule.final_objective is not None:
+        problems += _objective_problems(recipe.schedule.final_objective, "schedule.final_objective")
     for i, stage in enumerate(recipe.stages or []):
         if stage.objective is not None:
             problems += _objective_problems(stage.objective, f"stages.{i}.objective")
@@ -115,6 +119,16 @@ class Run:
     student: PreTrainedModel
 
     @property
+    def stage_specs(self) -> list:
+        """The recipe's stages as resolved for this student (a schedule expanded)."""
+        return self.recipe.resolved_stages(self.student_config.num_hidden_layers, self.has_head)
+
+    @property
+    def has_head(self) -> bool:
+        """Whether the student is built with an MLM head (the teacher has one, or fits one)."""
+        return self.teacher.has_mlm_head or self.recipe.teacher.fit_mlm_head is not None
+
+    @property
     def mapping(self) -> list[int]:
         """The layer mapping of the last stage (the run's, when it has one stage)."""
         return self.stages[-1].mapping
@@ -137,17 +151,39 @@ def build_stages(recipe: Recipe, teacher_config: PretrainedConfig, s_config: Pre
     """Every stage with its mapping and objective; projections are initialised from the recipe's seed (stage i
     from ``seed + i``), so the same recipe always starts from the same weights."""
     stages, start = [], 0
-    for i, spec in enumerate(recipe.resolved_stages()):
+    specs = recipe.resolved_stages(s_config.num_hidden_layers, has_head)
+    if recipe.schedule is not None:  # the schedule's stages fix the run's length, as written stages do
+        total = sum(s.steps for s in specs)
+        if "max_steps" in recipe.train.model_fields_set and recipe.train.max_steps != total:
+            raise BertpressError(f"train.max_steps {recipe.train.max_steps} disagrees with the schedule's "
+                                 f"{len(specs)} stages ({total} steps): drop train.max_steps with a schedule")
+        recipe.train.max_steps = total
+    for i, spec in enumerate(specs):
         mapping = resolve_mapping(spec.mapping.strategy, s_config.num_hidden_layers,
                                   teacher_config.num_hidden_layers, spec.mapping.layers)
+        ctx = ObjectiveContext(teacher_config, s_config, mapping, has_head, has_head)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed + i)
-            objective = build_objective(spec.objective.name, spec.objective.options, ObjectiveContext(
-                teacher_config, s_config, mapping, has_head, has_head))
+            objective = build_objective(spec.objective.name, spec.objective.options, ctx)
+            if spec.only_layers is not None:
+                objective = only_layers(objective, spec.only_layers, ctx, spec.name)
         stages.append(Stage(i, spec.name, start, spec.steps, objective, mapping, spec.lr, spec.warmup_ratio,
-                            spec.trainable))
+                            spec.trainable, dict(spec.lr_scale)))
         start += spec.steps
     return stages
+
+
+def only_layers(objective: Objective, layers: list[int], ctx: ObjectiveContext, stage: str) -> MatchObjective:
+    """``objective`` with only its matches on the student ``layers`` (a layer's stage of progressive transfer)."""
+    if not isinstance(objective, MatchObjective):
+        raise BertpressError(f"stage {stage}: only_layers needs an objective made of matches, not "
+                             f"{type(objective).__name__}: use a preset (tinybert, minilm, mobilebert) or matches")
+    kept = [m for m in objective.matches if m.student.layer in layers]
+    if not kept:
+        raise BertpressError(f"stage {stage}: the objective has no match on student layers {layers} (it reads "
+                             f"{sorted({str(m.student) for m in objective.matches})}): map those layers or drop "
+                             "only_layers")
+    return MatchObjective(kept, ctx, needs_masking=any(m.teacher.kind == "labels" for m in kept))
 
 
 def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None) -> Run:

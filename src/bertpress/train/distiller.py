@@ -36,7 +36,7 @@ from bertpress.train.callbacks import Callback, fire
 from bertpress.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from bertpress.train.data import Batcher, BlockDataset, ResumableBatchSampler
 from bertpress.train.metrics import MetricsLog
-from bertpress.train.stages import Stage, StageSchedule, stage_at, trainable_ids
+from bertpress.train.stages import ScaledSchedule, Stage, StageSchedule, lr_scales, stage_at, trainable_ids
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,16 @@ class Distiller:
         self.stage = self.stages[0]
         self.frozen = self._stage_parameters(student)
         trained = {n for stage in self.stages for n in stage.trains}
-        self.optimizer = torch.optim.AdamW(
-            decay_groups((p for n, p in self.module.named_parameters() if n in trained), train.weight_decay),
-            lr=train.lr, betas=(0.9, 0.999), eps=1e-6)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, StageSchedule(self.stages, train.lr))
+        groups = decay_groups((p for n, p in self.module.named_parameters() if n in trained), train.weight_decay)
+        schedule = StageSchedule(self.stages, train.lr)
+        scales = lr_scales(self.module.parts, list(self.module.objectives), self.stages)
+        if scales:  # one group per (decay, multipliers): each part follows its own multiplier in every stage
+            ones = (1.0,) * len(self.stages)
+            groups = [{**g, "params": [p for p in g["params"] if scales.get(id(p), ones) == sig], "lr_scale": list(sig)}
+                      for g in groups for sig in dict.fromkeys(scales.get(id(p), ones) for p in g["params"])]
+        self.optimizer = torch.optim.AdamW(groups, lr=train.lr, betas=(0.9, 0.999), eps=1e-6)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, [ScaledSchedule(schedule, g["lr_scale"]) for g in groups] if scales else schedule)
         # DDP registers the parameters that require grad when it wraps the module: every stage's, then the first
         # stage's flags are set again (with several stages the accelerator lets DDP skip unused parameters)
         for name, p in self.module.named_parameters():

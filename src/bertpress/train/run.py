@@ -123,8 +123,8 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
     t0 = time.perf_counter()
     recipe = resolve_recipe(recipe, overrides)
     out = Path(recipe.output_dir)
+    run = build_run(recipe)  # first: a schedule's stages fill in train.max_steps, which the resume check compares
     check_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
-    run = build_run(recipe)
     teacher, student, spec = run.teacher, run.student, recipe.student
     trackers = accelerate_trackers(recipe.train.report_to)
     acc = accelerator or make_accelerator(recipe.train.mixed_precision, staged=len(run.stages) > 1,
@@ -170,7 +170,7 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
                     "mlm_head": teacher.has_mlm_head},
         "init": plan,
         "mapping": last.mapping,
-        "objective": {"name": recipe.resolved_stages()[-1].objective.name, **last.objective.describe()},
+        "objective": {"name": run.stage_specs[-1].objective.name, **last.objective.describe()},
         "stages": [s.describe() for s in run.stages],
         "frozen": distiller.frozen,
         "corpus": corpus.meta,

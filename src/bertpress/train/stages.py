@@ -33,6 +33,8 @@ class Stage:
     lr: float
     warmup_ratio: float
     trainable: list[str]
+    #: learning-rate multiplier per part (``layer N``, ``layers N-M``, ...); parts not named: 1
+    lr_scale: dict[str, float] = field(default_factory=dict)
     #: parameters (names in the distillation module) this stage updates, filled in by the distiller
     trains: list[str] = field(default_factory=list)
 
@@ -48,7 +50,8 @@ class Stage:
         """JSON record of the stage (written to ``bertpress.json``)."""
         return {"name": self.name, "start": self.start, "steps": self.steps, "lr": self.lr,
                 "warmup_ratio": self.warmup_ratio, "trainable": self.trainable, "mapping": self.mapping,
-                "objective": self.objective.describe(), "trained_tensors": len(self.trains)}
+                "objective": self.objective.describe(), "trained_tensors": len(self.trains),
+                **({"lr_scale": self.lr_scale} if self.lr_scale else {})}
 
 
 def stage_at(stages: Sequence[Stage], step: int) -> Stage:
@@ -74,6 +77,31 @@ class StageSchedule:
         stage = stage_at(self.stages, step)
         factor = linear_warmup_decay(step - stage.start, stage.warmup_steps, stage.steps)
         return factor if stage.lr == self.base_lr else stage.lr / self.base_lr * factor
+
+
+class ScaledSchedule:
+    """``LambdaLR`` factor of one parameter group: the run's :class:`StageSchedule` times the group's multiplier in
+    the current stage (``scales[i]`` in stage ``i``)."""
+
+    def __init__(self, schedule: StageSchedule, scales: Sequence[float]) -> None:
+        self.schedule, self.scales = schedule, list(scales)
+
+    def __call__(self, step: int) -> float:
+        return self.schedule(step) * self.scales[stage_at(self.schedule.stages, step).index]
+
+
+def lr_scales(parts: Anatomy, objectives: Sequence[nn.Module], stages: Sequence[Stage]) -> dict[int, tuple[float, ...]]:
+    """``id(parameter) -> (multiplier in stage 0, stage 1, ...)`` for every parameter some stage's ``lr_scale``
+    names (the first entry naming a parameter wins within a stage; 1 elsewhere)."""
+    scales: dict[int, list[float]] = {}
+    for stage in stages:
+        seen: set[int] = set()
+        for spec, scale in stage.lr_scale.items():
+            for p in part_parameters(parts, objectives, spec):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    scales.setdefault(id(p), [1.0] * len(stages))[stage.index] = scale
+    return {k: tuple(v) for k, v in scales.items()}
 
 
 def part_parameters(parts: Anatomy, objectives: Sequence[nn.Module], spec: str) -> list[nn.Parameter]:
