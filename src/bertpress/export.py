@@ -63,8 +63,10 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def export_model(model_dir: Path, out_dir: Path, *, seq_len: int = 128, rounds: int = 20,
-                 latency: bool = True) -> dict[str, Any]:
-    """Export the encoder in ``model_dir`` (a run directory: its student) to ``out_dir`` in every format; returns (and writes) the report."""
+                 latency: bool = True, threads: int | None = None) -> dict[str, Any]:
+    """Export the encoder in ``model_dir`` (a run directory: its student) to ``out_dir`` in every format; returns (and
+    writes) the report. ``threads`` caps ONNX Runtime's intra-op threads (default: its own choice; eager PyTorch runs
+    with ``torch.get_num_threads()``)."""
     ort = _ort()
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel, AutoTokenizer
@@ -99,7 +101,11 @@ def export_model(model_dir: Path, out_dir: Path, *, seq_len: int = 128, rounds: 
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
     shutil.copy(model_dir / "config.json", out_dir / "config.json")
 
-    sessions = {f: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for f, p in paths.items()}
+    run_options = ort.SessionOptions()
+    if threads:
+        run_options.intra_op_num_threads = threads
+    sessions = {f: ort.InferenceSession(str(p), run_options, providers=["CPUExecutionProvider"])
+                for f, p in paths.items()}
     gen = torch.Generator().manual_seed(0)
     parity: dict[str, dict[str, float]] = {f: {} for f in FORMATS}
     inputs = {}
@@ -128,7 +134,7 @@ def export_model(model_dir: Path, out_dir: Path, *, seq_len: int = 128, rounds: 
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__}}
     if latency:  # eager as users run it (SDPA attention where the architecture has it)
         report["latency_ms"] = _latency(AutoModel.from_pretrained(model_dir).eval(), sessions, inputs, rounds)
-        report["threads"] = torch.get_num_threads()
+        report["threads"] = {"torch": torch.get_num_threads(), "onnxruntime": threads or "default"}
     atomic_write_json(out_dir / "export.json", report)
     if not all(checks.values()):
         bad = [f for f, ok in checks.items() if not ok]
