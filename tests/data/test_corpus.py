@@ -38,10 +38,38 @@ def test_packing_puts_cls_sep_and_separates_documents():
     chunks = list(tokenize_segments(iter(["the city", None, None, "a river"]), tok, sep))
     flat = [t for c in chunks for t in c]
     assert flat.count(sep) == 1, "consecutive boundaries give one separator"
-    blocks = pack(iter(chunks), 4, cls, sep)
+    blocks = np.concatenate(list(pack(iter(chunks), 4, cls, sep)))
     assert blocks.shape == (len(flat) // 2, 4)
     assert (blocks[:, 0] == cls).all() and (blocks[:, -1] == sep).all()
     assert blocks[:, 1:-1].ravel().tolist() == flat[: blocks.shape[0] * 2]
+
+
+def test_streamed_packing_equals_one_pass_and_stays_within_its_chunk(tmp_path):
+    """Chunked packing gives the same blocks as packing the whole stream at once, and writing them to disk never
+    holds the corpus in memory (peak traced allocation far below its size)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    chunks = [rng.integers(5, 90, rng.integers(1, 40)).tolist() for _ in range(3000)]
+    whole = np.concatenate(list(pack(iter(chunks), 16, 2, 3, chunk_blocks=10**9)))
+    pieces = list(pack(iter(chunks), 16, 2, 3, chunk_blocks=7))
+    assert len(pieces) > 100 and max(len(p) for p in pieces) <= 7 + 40 // 14 + 1  # a chunk plus one segment
+    np.testing.assert_array_equal(np.concatenate(pieces), whole)
+
+    def stream():  # 400k blocks of 64 tokens: 102 MB as int32
+        for i in range(400_000 * 62 // 1000):
+            yield list(range(i % 50, i % 50 + 1000))
+
+    tracemalloc.start()
+    n = corpus_mod.write_npy(pack(stream(), 64, 2, 3, chunk_blocks=1024), tmp_path / "c.npy", 64)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    saved = np.load(tmp_path / "c.npy", mmap_mode="r")
+    assert n == len(saved) == 400_000 and saved.shape == (400_000, 64)
+    assert (saved[:, 0] == 2).all() and (saved[:, -1] == 3).all()
+    assert peak < 20e6, f"peak {peak / 1e6:.0f} MB for a 102 MB corpus"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npy"], "no temporary file left"
+    assert corpus_mod.write_npy(iter(()), tmp_path / "empty.npy", 64) == 0 and not (tmp_path / "empty.npy").exists()
 
 
 def test_cache_second_run_does_not_tokenise(tmp_path, tiny_corpus, monkeypatch):

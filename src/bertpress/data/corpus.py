@@ -3,14 +3,18 @@
 Blocks are ``[CLS] t_1 … t_{n-2} [SEP]`` over the concatenated token stream, with ``[SEP]`` between documents.
 The cache key covers the sources (file names and content hashes, or the dataset spec), the tokenizer's full serialisation
 and the block size, so a second run with the same inputs reads a memory-mapped ``.npy`` instead of re-tokenising.
+Building streams: text is read and tokenised in batches and blocks are written to disk as they fill, so memory stays
+bounded (a few MB of packing buffers) however large the corpus.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from bertpress.atomic import atomic_write_bytes, atomic_write_json
+from bertpress.atomic import atomic_write_json
 from bertpress.data.sources import ReadStats, expand_files, load_hf_dataset, read_dataset, read_files
 from bertpress.errors import BertpressError
 from bertpress.hashing import file_digest
@@ -106,16 +110,63 @@ def _batched(segments: Iterator[str | None], size: int) -> Iterator[list[str | N
         yield batch
 
 
-def pack(token_stream: Iterator[list[int]], block_size: int, cls_id: int, sep_id: int) -> np.ndarray:
-    """Pack a stream of id chunks into ``[CLS] … [SEP]`` blocks; the trailing partial block is dropped."""
+def pack(token_stream: Iterator[list[int]], block_size: int, cls_id: int, sep_id: int,
+         chunk_blocks: int = 4096) -> Iterator[np.ndarray]:
+    """Pack a stream of id chunks into ``[CLS] … [SEP]`` blocks, yielded ``int32 [k, block_size]`` at most about
+    ``chunk_blocks`` at a time (memory stays bounded by that, whatever the corpus size); the trailing partial block
+    is dropped."""
     body = block_size - 2
-    flat = np.fromiter((t for chunk in token_stream for t in chunk), dtype=np.int32)
-    n = len(flat) // body
-    blocks = np.empty((n, block_size), dtype=np.int32)
-    blocks[:, 0] = cls_id
-    blocks[:, -1] = sep_id
-    blocks[:, 1:-1] = flat[: n * body].reshape(n, body)
-    return blocks
+    pending = np.empty(0, dtype=np.int32)
+    chunks: list[list[int]] = []
+    buffered = 0
+
+    def blocks_of(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(flat) // body
+        out = np.empty((n, block_size), dtype=np.int32)
+        out[:, 0], out[:, -1] = cls_id, sep_id
+        out[:, 1:-1] = flat[: n * body].reshape(n, body)
+        return out, flat[n * body:]
+
+    for chunk in token_stream:
+        chunks.append(chunk)
+        buffered += len(chunk)
+        if buffered >= chunk_blocks * body:
+            flat = np.concatenate([pending, np.fromiter(itertools.chain.from_iterable(chunks), dtype=np.int32)])
+            out, pending = blocks_of(flat)
+            chunks, buffered = [], 0
+            yield out
+    flat = np.concatenate([pending, np.fromiter(itertools.chain.from_iterable(chunks), dtype=np.int32)])
+    out, _ = blocks_of(flat)
+    if len(out):
+        yield out
+
+
+def write_npy(blocks: Iterator[np.ndarray], path: Path, block_size: int) -> int:
+    """Write streamed blocks to ``path`` as one ``.npy`` (through a raw temporary file, then a memory-mapped copy in
+    slices: memory stays at one slice); nothing appears at ``path`` unless there is at least one block. Returns the
+    number of blocks."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, raw = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".raw", dir=path.parent)
+    tmp = Path(f"{raw[:-4]}.npy.tmp")
+    try:
+        n = 0
+        with os.fdopen(fd, "wb") as f:
+            for b in blocks:
+                f.write(b.tobytes())
+                n += len(b)
+        if n:
+            src = np.memmap(raw, dtype=np.int32, mode="r", shape=(n, block_size))
+            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(n, block_size))
+            step = max(1, (16 << 20) // (4 * block_size))
+            for i in range(0, n, step):
+                dst[i:i + step] = src[i:i + step]
+            dst.flush()
+            del src, dst
+            os.replace(tmp, path)
+        return n
+    finally:
+        Path(raw).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def tokenize_segments(segments: Iterator[str | None], tokenizer, sep_id: int) -> Iterator[list[int]]:
@@ -137,21 +188,23 @@ def tokenize_segments(segments: Iterator[str | None], tokenizer, sep_id: int) ->
                     last_was_sep = False
 
 
-def build_blocks(sources: list[Any], tokenizer, block_size: int, text_field: str, encoding: str = "utf-8"
-                 ) -> tuple[np.ndarray, ReadStats]:
+def build_blocks(sources: list[Any], tokenizer, block_size: int, text_field: str, path: Path,
+                 encoding: str = "utf-8") -> tuple[int, ReadStats]:
+    """Tokenise ``sources`` and write their packed blocks to ``path`` (``.npy``), streaming; returns (blocks, stats)."""
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise BertpressError("the tokenizer has no CLS/SEP tokens: use a BERT-family tokenizer")
     stats = ReadStats()
     segments = tqdm(iter_segments(sources, text_field, stats, encoding), desc="tokenising", unit=" lines", mininterval=2,
                     disable=not bars_enabled())
-    blocks = pack(tokenize_segments(segments, tokenizer, tokenizer.sep_token_id), block_size,
-                  tokenizer.cls_token_id, tokenizer.sep_token_id)
+    n = write_npy(pack(tokenize_segments(segments, tokenizer, tokenizer.sep_token_id), block_size,
+                       tokenizer.cls_token_id, tokenizer.sep_token_id), path, block_size)
     if stats.files == 0 and stats.skipped_files and not any(not isinstance(s, str) for s in sources):
+        path.unlink(missing_ok=True)
         raise BertpressError(
             f"every corpus file was skipped as binary or unreadable ({len(stats.skipped_files)}: "
             f"{stats.skipped_files[0]}, ...): point data.sources at UTF-8 text, JSONL or .gz files"
         )
-    return blocks, stats
+    return n, stats
 
 
 def split_indices(index: np.ndarray, fraction: float, max_valid: int, block_size: int
@@ -179,8 +232,8 @@ def load_corpus(data, tokenizer, *, seed: int = 0, cache_dir: str | Path | None 
         meta = json.loads(meta_path.read_text())
         log.info("corpus: %d blocks from cache %s", len(blocks), npy)
     else:
-        blocks, stats = build_blocks(data.sources, tokenizer, data.block_size, data.text_field, data.encoding)
-        if len(blocks) == 0:
+        n, stats = build_blocks(data.sources, tokenizer, data.block_size, data.text_field, npy, data.encoding)
+        if n == 0:
             if stats.skipped_lines:
                 raise BertpressError(
                     f"the corpus is empty: {stats.lines} text lines read and {stats.skipped_lines} skipped as not "
@@ -190,12 +243,11 @@ def load_corpus(data, tokenizer, *, seed: int = 0, cache_dir: str | Path | None 
                 "point data.sources at non-empty text"
             )
         meta = {"key": key, "sources": [s if isinstance(s, str) else s.model_dump() for s in data.sources],
-                "blocks": len(blocks), "block_size": data.block_size, "tokens": int(blocks.size),
+                "blocks": n, "block_size": data.block_size, "tokens": n * data.block_size,
                 "files": stats.files, "lines": stats.lines, "skipped_files": stats.skipped_files,
                 "skipped_lines": stats.skipped_lines}
-        buf = _npy_bytes(blocks)
-        atomic_write_bytes(npy, buf)
         atomic_write_json(meta_path, meta)
+        blocks = np.load(npy, mmap_mode="r")
         if stats.skipped_files or stats.skipped_lines:
             log.warning("corpus: skipped %d binary files and %d lines not in %s (set data.encoding if the text is "
                         "in another encoding)", len(stats.skipped_files), stats.skipped_lines, data.encoding)
@@ -205,11 +257,3 @@ def load_corpus(data, tokenizer, *, seed: int = 0, cache_dir: str | Path | None 
         index = np.sort(np.random.default_rng(seed).choice(len(blocks), data.max_blocks, replace=False))
     train, valid = split_indices(index, data.validation_fraction, data.max_validation_blocks, data.block_size)
     return PackedCorpus(blocks, train, valid, {**meta, "train_blocks": len(train), "valid_blocks": len(valid)})
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
