@@ -50,7 +50,7 @@ def _with(section, **fields):
     (_with("train", batch_size=-4), r"train.batch_size: Input should be greater than 0 \(got -4\)"),
     (_with("train", max_steps=0), "train.max_steps: Input should be greater than 0"),
     (_with("train", batch_size="big"), "train.batch_size: Input should be a valid integer"),
-    (_with("train", mixed_precision="fp8"), "train.mixed_precision: Input should be 'no', 'fp16' or 'bf16'"),
+    (_with("train", mixed_precision="fp8"), "train.mixed_precision: Input should be 'no', 'fp16', 'bf16' or 'auto'"),
     (_with("train", lrr=1), r"train.lrr: Extra inputs are not permitted \(got 1\): remove it or fix its spelling"),
     (_with("objective", name="tinybret"), "objective.name: unknown objective 'tinybret': choose one of"),
     (_with("objective", name="tinybert", hiden=1.0), "objective.hiden: Extra inputs are not permitted"),

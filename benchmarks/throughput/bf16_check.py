@@ -27,20 +27,12 @@ RESULTS = HERE / "results"
 SHARDS = "corpus/enwiki-wikiextractor-2015/AA/wiki_*.gz"
 
 
-def native_bf16() -> list[str]:
-    """The CPU flags that give native bf16 matrix arithmetic (empty: emulated)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    return sorted({"avx512_bf16", "amx_bf16"} & set(flags.split()))
-
-
 def main() -> None:
     from bertpress.atomic import atomic_write_json, atomic_write_text
     from bertpress.data.tasks.files import default_data_dir
     from bertpress.evaluate.latency import conditions
     from bertpress.train.metrics import read_metrics
+    from bertpress.train.precision import native_bf16_cpu
     from bertpress.train.run import distill
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -69,7 +61,7 @@ def main() -> None:
     fp32, bf16 = runs["no"]["final_heldout"]["loss"], runs["bf16"]["final_heldout"]["loss"]
     relative = (bf16 - fp32) / fp32
     report = {"command": shlex.join(["python", "benchmarks/throughput/bf16_check.py", *sys.argv[1:]]),
-              "machine": {**conditions(), "native_bf16_flags": native_bf16(), "cpu_count": os.cpu_count()},
+              "machine": {**conditions(), "native_bf16_flags": native_bf16_cpu(), "cpu_count": os.cpu_count()},
               "steps": args.steps, "batch_size": args.batch_size, "tolerance": args.tolerance, "runs": runs,
               "relative_heldout_difference": relative, "within_tolerance": abs(relative) <= args.tolerance,
               "speedup": runs["bf16"]["tokens_per_s"] / runs["no"]["tokens_per_s"]}

@@ -145,7 +145,9 @@ class TrainSpec(Strict):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and LayerNorms)")
     warmup_ratio: float = Field(0.06, ge=0, le=1, description="share of steps with linear warm-up")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping norm (0: off)")
-    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="autocast: bf16 (GPU, or a CPU with bf16 support) or fp16 (GPU)")
+    mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
+        "no", description="autocast: bf16 (GPU, or a CPU with bf16 support), fp16 (GPU), or auto: bf16 where the "
+                          "hardware computes it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), else no")
     eval_every: int = Field(200, ge=0, description="validation every N steps (0: only at the end)")
     eval_batches: int | None = Field(None, gt=0, description="cap on validation batches")
     save_every: int = Field(500, ge=0, description="checkpoint every N steps (0: never)")

@@ -78,7 +78,7 @@ valid_recipes = st.fixed_dictionaries({
                          st.fixed_dictionaries({"layers": st.lists(st.integers(1, 24), min_size=1, max_size=12)})),
     "train": st.fixed_dictionaries({
         "max_steps": st.integers(1, 10**6), "batch_size": st.integers(1, 4096), "lr": st.floats(1e-8, 1.0),
-        "mixed_precision": st.sampled_from(["no", "bf16", "fp16"]), "on_nonfinite": st.sampled_from(["stop", "skip"])}),
+        "mixed_precision": st.sampled_from(["no", "bf16", "fp16", "auto"]), "on_nonfinite": st.sampled_from(["stop", "skip"])}),
 })
 
 

@@ -37,6 +37,7 @@ class TrainState:
     elapsed: float = 0.0
     cpu: float = 0.0  # CPU seconds of this process (all its threads), like ``elapsed`` across resumes
     skipped_batches: int = 0
+    precision: str = ""  # the autocast the run trained with (``train.mixed_precision: auto`` resolved)
 
 
 def checkpoints(root: Path) -> list[Path]:

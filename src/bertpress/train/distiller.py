@@ -36,6 +36,7 @@ from bertpress.train.callbacks import Callback, fire
 from bertpress.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from bertpress.train.data import Batcher, BlockDataset, ResumableBatchSampler
 from bertpress.train.metrics import MetricsLog
+from bertpress.train.precision import resolve_precision
 from bertpress.train.stages import ScaledSchedule, Stage, StageSchedule, lr_scales, stage_at, trainable_ids
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class Distiller:
         self.teacher, self.corpus, self.cfg, self.seed = teacher, corpus, train, seed
         self.stages, self.callbacks = list(stages), list(callbacks)
         self.out_dir = Path(out_dir)
-        self.acc = accelerator or Accelerator(mixed_precision=train.mixed_precision)
+        self.acc = accelerator or Accelerator(mixed_precision=resolve_precision(train.mixed_precision))
         self.teacher.model.to(self.acc.device)
         self.batcher = Batcher(tokenizer, masking=False, probability=mlm_probability, seed=seed)
         self.module = DistillModule(student, [s.objective for s in self.stages], compile_student=train.compile)
@@ -225,8 +226,13 @@ class Distiller:
         ckpt = latest_checkpoint(self.ckpt_root) if resume else None
         if ckpt is not None:
             state = self.state = load_checkpoint(acc, ckpt)
+            if state.precision and state.precision != acc.mixed_precision:
+                log.warning("resumed with mixed_precision %s where the run trained with %s (train.mixed_precision: "
+                            "auto on another machine?): the result will differ from an uninterrupted run",
+                            acc.mixed_precision, state.precision)
         else:
             set_seed(self.seed)
+        state.precision = acc.mixed_precision
         metrics = MetricsLog(self.out_dir, enabled=acc.is_main_process, resume_step=state.step if ckpt else None,
                              tensorboard="tensorboard" in cfg.report_to,
                              forward=(lambda values, step: acc.log(values, step=step)) if acc.trackers else None)

@@ -31,6 +31,7 @@ from bertpress.train.build import build_run, resolve_recipe
 from bertpress.train.callbacks import Callback
 from bertpress.train.distiller import Distiller
 from bertpress.train.output import check_output_dir, flat_recipe, opened_output_dir, publish_student
+from bertpress.train.precision import resolve_precision
 from bertpress.train.preflight import check_corpus_and_disk
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
     check_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
     teacher, student, spec = run.teacher, run.student, recipe.student
     trackers = accelerate_trackers(recipe.train.report_to)
-    acc = accelerator or make_accelerator(recipe.train.mixed_precision, staged=len(run.stages) > 1,
+    acc = accelerator or make_accelerator(resolve_precision(recipe.train.mixed_precision), staged=len(run.stages) > 1,
                                           log_with=trackers)
     with acc.main_process_first():
         corpus = load_corpus(recipe.data, run.tokenizer, seed=recipe.seed)
@@ -182,6 +183,7 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
         "wall_time_s": round(time.perf_counter() - t0, 2),
         "skipped_batches": result["state"]["skipped_batches"],
         "processes": acc.num_processes,
+        "mixed_precision": acc.mixed_precision,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "accelerate": accelerate.__version__},
     }
