@@ -113,11 +113,16 @@ def test_resume_inside_a_slowed_layer_stage_is_exact(tmp_path, tiny_teacher_bare
 
 
 def test_with_an_mlm_head_the_final_stage_is_mlm_plus_soft_targets(tmp_path, tiny_teacher_mlm, tiny_corpus):
+    from transformers import AutoModelForMaskedLM, MobileBertForMaskedLM
+
     run = build_run(progressive(tmp_path, tiny_teacher_mlm, tiny_corpus))
     final = run.stages[-1].objective.describe()
     assert {m["loss"] for m in final["matches"]} == {"soft_cross_entropy", "mlm"}
     assert final["weights"] == {"ce": 0.5, "mlm": 0.5}
     assert run.recipe.train.max_steps == 2 * PER_LAYER + FINAL
+    result = distill(progressive(tmp_path, tiny_teacher_mlm, tiny_corpus, name="mlm"))
+    assert set(result.summary["final"]) == {"loss", "ce", "mlm"}
+    assert isinstance(AutoModelForMaskedLM.from_pretrained(result.student_dir), MobileBertForMaskedLM)
 
 
 @pytest.mark.parametrize(("change", "message"), [
