@@ -62,10 +62,16 @@ def test_invalid_shapes_are_refused_in_one_line(shape, options, message):
     assert "\n" not in str(err.value)
 
 
-def test_select_refuses_another_student_type(tmp_path, tiny_teacher_bare):
-    with pytest.raises(BertpressError, match=r"initialiser 'select' copies teacher layers into a student of the "
-                                             r"teacher's type, but the student is 'mobilebert' and the teacher 'bert'"):
-        build_run(recipe(tmp_path, tiny_teacher_bare, init="select"))
+@pytest.mark.parametrize(("init", "message"), [
+    ("select", r"initialiser 'select' copies teacher layers into a student of the teacher's type, but the student "
+               r"is 'mobilebert' and the teacher 'bert': use init 'teacher-embeddings' or 'random'"),
+    ("etd-impt", r"ETD extracts teacher weights into a student of the teacher's type, but the student is "
+                 r"'mobilebert' and the teacher 'bert': use init 'teacher-embeddings' or 'random'"),
+])
+def test_copying_initialisers_refuse_another_student_type(tmp_path, tiny_teacher_bare, init, message):
+    with pytest.raises(BertpressError, match=message) as err:
+        build_run(recipe(tmp_path, tiny_teacher_bare, init=init))
+    assert "\n" not in str(err.value)
 
 
 def test_teacher_embeddings_reconstruct_the_teacher_tokens_by_pca(tmp_path, tiny_teacher_bare):

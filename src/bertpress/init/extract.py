@@ -99,8 +99,9 @@ def check_layout(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
     """Refuse a student of another model type, or one whose embedding factorisation differs from the teacher's."""
     if teacher.config.model_type != student.config.model_type:
         raise BertpressError(
-            f"student type {student.config.model_type!r} differs from the teacher's "
-            f"{teacher.config.model_type!r}: build the student from the teacher's config"
+            f"ETD extracts teacher weights into a student of the teacher's type, but the student is "
+            f"{student.config.model_type!r} and the teacher {teacher.config.model_type!r}: use init "
+            "'teacher-embeddings' or 'random' (or leave student.architecture out)"
         )
     t_emb, s_emb = (getattr(m.config, "embedding_size", m.config.hidden_size) for m in (teacher, student))
     if anatomy(teacher).factorised and (s_emb != t_emb or not anatomy(student).factorised):
