@@ -119,3 +119,13 @@ def test_stages_fill_their_defaults_from_the_recipe():
     assert recipe_from_dict(yaml.safe_load(r.to_yaml())) == r
     plain = resolve_recipe(BASE).resolved_stages()
     assert len(plain) == 1 and plain[0].steps == 1000 and plain[0].name == "distill"
+
+
+def test_yes_no_on_off_stay_strings_in_recipes_and_overrides(tmp_path):
+    """YAML 1.1 would read ``no`` as false and refuse ``mixed_precision: no``; recipes follow YAML 1.2."""
+    path = tmp_path / "r.yaml"
+    path.write_text("output_dir: o\ndata: {sources: [x.txt]}\ntrain: {mixed_precision: no, compile: true}\n")
+    assert load_recipe(path).train.mixed_precision == "no" and load_recipe(path).train.compile is True
+    r = load_recipe(path, ["train.mixed_precision=bf16", "train.compile=false"])
+    assert (r.train.mixed_precision, r.train.compile) == ("bf16", False)
+    assert load_recipe(path, ["train.mixed_precision=no"]).train.mixed_precision == "no"

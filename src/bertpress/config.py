@@ -113,12 +113,28 @@ def format_errors(e: ValidationError, source: str = "recipe", overrides: dict[st
     return "\n".join(dict.fromkeys(lines))
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2's booleans: only true/false are booleans, so ``mixed_precision: no`` stays the string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse recipe YAML (safe; ``yes``/``no``/``on``/``off`` are strings, as in YAML 1.2)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``train.lr=1e-4`` -> (["train", "lr"], 1e-4); the value is parsed as YAML."""
     if "=" not in text:
         raise BertpressError(f"override {text!r} is not KEY=VALUE: write e.g. --set train.max_steps=100")
     key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
+    return key.strip().split("."), load_yaml(value) if value.strip() else None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

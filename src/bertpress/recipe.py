@@ -15,7 +15,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bertpress.config import PACKAGED_TEACHER, Strict, apply_overrides, format_errors, parse_override
+from bertpress.config import (
+    PACKAGED_TEACHER,
+    Strict,
+    apply_overrides,
+    format_errors,
+    load_yaml,
+    parse_override,
+)
 from bertpress.errors import BertpressError
 
 #: Recipe fields that never change what a run computes (where it writes, how often it logs, evaluates and
@@ -341,7 +348,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, *, schema:
     if not path.is_file():
         raise BertpressError(f"recipe {str(path)!r} not found: give the path of a YAML recipe (see recipes/)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

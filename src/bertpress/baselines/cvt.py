@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import Field, ValidationError, model_validator
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -39,7 +38,7 @@ from bertpress.baselines.tags import to_iob2
 from bertpress.baselines.words import (
     Vocabulary,
 )
-from bertpress.config import PACKAGED_TEACHER, Strict, apply_overrides, format_errors
+from bertpress.config import PACKAGED_TEACHER, Strict, apply_overrides, format_errors, load_yaml
 from bertpress.errors import BertpressError
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise BertpressError(f"CVT recipe {str(path)!r} not found: give the path of a YAML file")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     try:
         return CVTConfig.model_validate(apply_overrides(data, overrides or []))
     except ValidationError as e:

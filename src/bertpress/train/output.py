@@ -15,9 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bertpress.atomic import atomic_dir, atomic_write_json
+from bertpress.config import load_yaml
 from bertpress.errors import BertpressError
 from bertpress.models.sentence_stack import copy_sentence_stack
 from bertpress.models.teacher import STUDENT_DIR
@@ -120,7 +119,7 @@ def check_resumable(path: Path, recipe: dict[str, Any]) -> None:
     saved_file = path / "recipe.yaml"
     if not saved_file.is_file():
         return
-    saved, now = flat_recipe(yaml.safe_load(saved_file.read_text()) or {}), flat_recipe(recipe)
+    saved, now = flat_recipe(load_yaml(saved_file.read_text()) or {}), flat_recipe(recipe)
     changed = sorted(k for k in saved.keys() | now.keys()
                      if saved.get(k) != now.get(k) and k not in RESULT_NEUTRAL_FIELDS)
     if changed:
