@@ -21,7 +21,8 @@ teacher and student for every seed into the cache (scores in ``results/phases/en
 (which needs the taggers on disk) scores from the cache, times every model and writes
 ``benchmarks/cvt/results/results.{json,md,png}`` (the ``bertpress evaluate`` report, every model timed side by side
 in one run; the plot is F1 against CPU ms per sentence). Taggers and the student live under ``--out-dir`` (not
-committed: a new session rebuilds them, bit for bit, from the recipe and seed).
+committed: a new session retrains them from the recipe and seed; the student comes back bit for bit, the taggers
+only within one session's machine state, see README).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def tagger(name: str, out_dir: Path) -> Path:
 
 def record_tagger(name: str, run: Path) -> None:
     """The tagger's dev/test scores, size and training cost in ``results/phases/NAME.json`` (committed: the tagger
-    itself, 70 MB, stays under --out-dir; it is rebuilt bit for bit from the recipe and seed)."""
+    itself, 70 MB, stays under --out-dir; a new session retrains it from the recipe and seed)."""
     from bertpress.baselines.cvt import CVTTagger
     from bertpress.evaluate.ner import evaluate_tagger
 
