@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,7 +143,7 @@ def pack(token_stream: Iterator[list[int]], block_size: int, cls_id: int, sep_id
 
 
 def write_npy(blocks: Iterator[np.ndarray], path: Path, block_size: int) -> int:
-    """Write streamed blocks to ``path`` as one ``.npy`` (through a raw temporary file, then a memory-mapped copy in
+    """Write streamed blocks to ``path`` as one ``.npy`` (through a raw temporary file, then the header and a copy in
     slices: memory stays at one slice); nothing appears at ``path`` unless there is at least one block. Returns the
     number of blocks."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,14 +155,11 @@ def write_npy(blocks: Iterator[np.ndarray], path: Path, block_size: int) -> int:
             for b in blocks:
                 f.write(b.tobytes())
                 n += len(b)
-        if n:
-            src = np.memmap(raw, dtype=np.int32, mode="r", shape=(n, block_size))
-            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(n, block_size))
-            step = max(1, (16 << 20) // (4 * block_size))
-            for i in range(0, n, step):
-                dst[i:i + step] = src[i:i + step]
-            dst.flush()
-            del src, dst
+        if n:  # the .npy header, then the raw bytes copied in slices (plain I/O: no mapped pages count as memory)
+            with open(tmp, "wb") as out, open(raw, "rb") as src:
+                np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int32)),
+                                                           "fortran_order": False, "shape": (n, block_size)})
+                shutil.copyfileobj(src, out, 4 << 20)
             os.replace(tmp, path)
         return n
     finally:
