@@ -27,10 +27,9 @@ def teacher_token_vectors(ctx: InitContext) -> Tensor:
     """``[V, H_teacher]``: the teacher's token embeddings in its hidden space (through its embedding projection)."""
     parts = ctx.teacher.parts
     table = ctx.teacher.model.get_input_embeddings().weight.detach().float()
-    project = getattr(parts.base, "embeddings_project", None)
-    if project is not None:
+    if parts.factorised:
         with torch.no_grad():
-            table = project(table)
+            table = parts.embedding_output(table)
     return table
 
 

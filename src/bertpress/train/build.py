@@ -126,12 +126,18 @@ class Run:
     @property
     def has_head(self) -> bool:
         """Whether the student is built with an MLM head (the teacher has one, or fits one)."""
-        return self.teacher.has_mlm_head or self.recipe.teacher.fit_mlm_head is not None
+        return with_mlm_head(self.recipe, self.teacher)
 
     @property
     def mapping(self) -> list[int]:
         """The layer mapping of the last stage (the run's, when it has one stage)."""
         return self.stages[-1].mapping
+
+
+def with_mlm_head(recipe: Recipe, teacher: Teacher) -> bool:
+    """Whether the run has an MLM head: the teacher's, or one fitted on it later in the run (teacher.fit_mlm_head),
+    which counts from the start."""
+    return teacher.has_mlm_head or recipe.teacher.fit_mlm_head is not None
 
 
 def student_tokenizer(recipe: Recipe, teacher: Teacher):
@@ -200,8 +206,7 @@ def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = 
     s_config = architecture_config(spec.architecture, teacher.model.config,
                                    StudentShape(spec.num_layers, spec.hidden_size, spec.num_heads,
                                                 spec.intermediate_size), spec.architecture_options)
-    # a head fitted on the teacher later in the run (teacher.fit_mlm_head) counts as a head from the start
-    has_head = teacher.has_mlm_head or recipe.teacher.fit_mlm_head is not None
+    has_head = with_mlm_head(recipe, teacher)
     stages = build_stages(recipe, teacher.model.config, s_config, has_head)
     for stage in stages:
         check_setup(recipe, teacher.model.config, tokenizer, stage.objective)
