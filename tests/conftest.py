@@ -14,6 +14,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models run fastest on one thread; with two, every op can wait a scheduler slice on a shared CPU.
 torch.set_num_threads(1)
 
+from task_fixtures import write_task_data  # noqa: E402
+
 from tiny_models import save_tiny_teacher, tiny_text  # noqa: E402
 
 
@@ -52,3 +54,9 @@ def data_dir() -> Path:
     if not d.is_dir():
         pytest.skip(f"shared data not found at {d} (set BERTPRESS_DATA)")
     return d
+
+
+@pytest.fixture(scope="session")
+def task_data(tmp_path_factory) -> Path:
+    """A small data directory with SST-2, RTE, MRPC, STS-B, SQuAD v1.1 (gzipped train) and CoNLL-2003."""
+    return write_task_data(tmp_path_factory.mktemp("task_data"))

@@ -9,9 +9,9 @@ import bertpress
 def test_api_names_are_the_library_functions():
     from bertpress.evaluate.compare import evaluate_models
     from bertpress.export import export_model
+    from bertpress.pipeline import distill
     from bertpress.search.search import search_mapping
     from bertpress.train.build import build_run, resolve_recipe
-    from bertpress.train.run import distill
 
     assert bertpress.distill is distill and bertpress.build_run is build_run
     assert bertpress.resolve_recipe is resolve_recipe and bertpress.evaluate_models is evaluate_models

@@ -10,10 +10,19 @@ from __future__ import annotations
 import codecs
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bertpress.config import (
     PACKAGED_TEACHER,
@@ -41,19 +50,37 @@ class MLMHeadFitSpec(Strict):
     lr: float = Field(1e-3, gt=0, le=1, description="learning rate of the head")
 
 
+class SourceTaskSpec(Strict):
+    """A task the teacher is fine-tuned on before distillation (XtremeDistil's source task), with bertpress
+    evaluate's fine-tuning and that task's default settings; the fine-tuned teacher is cached."""
+
+    task: str = Field(description="a GLUE task (sst2, mnli, mrpc, ...) or conll2003 (run from data_dir)")
+    seed: int = Field(1, description="fine-tuning seed")
+    settings: dict[str, Any] = Field(default_factory=dict, description="fine-tuning settings overriding the task's "
+                                     "defaults (bertpress evaluate's: lr, epochs, batch_size, max_train_examples...)")
+    data_dir: str | None = Field(None, description="task data folder (default $BERTPRESS_DATA or ../shared/data)")
+
+
 class TeacherSpec(Strict):
-    name_or_path: str = Field(PACKAGED_TEACHER, description="HF hub id, local model directory, or the packaged alias")
+    name_or_path: str = Field(PACKAGED_TEACHER, description="HF hub id, local model directory (a fine-tuned "
+                              "classifier or tagger keeps its task head), or the packaged alias")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     mlm_head: bool | None = Field(None, description="force (true) or refuse (false) the MLM head; default: detect")
     fit_mlm_head: MLMHeadFitSpec | None = Field(
         None, description="teacher without an MLM head: fit one first (e.g. {steps: 500}) so soft targets and the MLM "
                           "loss can be used; ignored when the teacher has a head")
+    source_task: SourceTaskSpec | None = Field(
+        None, description="fine-tune the teacher on this task first (cached) and distil from its task logits; its "
+                          "labelled examples feed stages with data: labelled (see docs/xtremedistil.md)")
 
     @model_validator(mode="after")
     def _head_wanted(self) -> TeacherSpec:
         if self.mlm_head is False and self.fit_mlm_head is not None:
             raise ValueError("teacher.mlm_head false refuses an MLM head that teacher.fit_mlm_head would fit: drop "
                              "one of the two")
+        if self.source_task is not None and (self.fit_mlm_head is not None or self.mlm_head):
+            raise ValueError("teacher.source_task replaces the MLM head by a task head: drop teacher.mlm_head and "
+                             "teacher.fit_mlm_head")
         return self
 
 
@@ -89,9 +116,31 @@ class HubDataset(Strict):
     revision: str | None = Field(None, description="hub revision (branch, tag or commit) to pin; part of the cache key")
 
 
+class TaskInputs(Strict):
+    task: str = Field(description="a GLUE task (sst2, mrpc, ...) or conll2003: its training inputs, without labels")
+    data_dir: str | None = Field(None, description="task data folder (default $BERTPRESS_DATA or ../shared/data)")
+
+
+def _source_kind(value: Any) -> str:
+    """Which kind of data source a recipe entry is: a path, ``{task: ...}`` or a dataset (errors name that one)."""
+    if isinstance(value, dict):
+        return "TaskInputs" if "task" in value else "HubDataset"
+    return type(value).__name__ if isinstance(value, TaskInputs | HubDataset) else "str"
+
+
+#: A data source; the tags are the member names, which error messages leave out of the field path.
+Source = Annotated[Annotated[str, Tag("str")] | Annotated[HubDataset, Tag("HubDataset")]
+                   | Annotated[TaskInputs, Tag("TaskInputs")], Discriminator(_source_kind)]
+
+
 class DataSpec(Strict):
-    sources: list[str | HubDataset] = Field(
-        min_length=1, description="text/JSONL files or globs (.gz ok), dataset directories, or hub datasets")
+    sources: list[Source] = Field(
+        min_length=1, description="text/JSONL files or globs (.gz ok), dataset directories, hub datasets, or "
+                                  "{task: NAME} (a task's training inputs, e.g. to augment a transfer set)")
+    unit: Literal["blocks", "sentences", "pairs"] = Field(
+        "blocks", description="training examples: packed blocks of block_size tokens, or one sentence / one pair "
+                              "of consecutive sentences per example (padded to block_size; batches trimmed to their "
+                              "longest example), for task-logit transfer (XtremeDistil)")
     text_field: str = Field("text", description="JSONL field (or saved dataset column) holding the text")
     encoding: str = Field("utf-8", description="encoding of text files (lines that do not decode are skipped)")
     block_size: int = Field(128, ge=8, le=8192, description="tokens per packed training block")
@@ -176,6 +225,14 @@ class TrainSpec(Strict):
 PART = re.compile(r"^(all|embeddings|projections|head|layers? (\d+)(?:-(\d+))?)$")
 
 
+class EarlyStoppingSpec(Strict):
+    """Stop a stage when its held-out loss stops improving, and keep its best weights."""
+
+    patience: int = Field(3, gt=0, description="validations (every train.eval_every steps) without improvement "
+                                               "before the stage stops (XtremeDistil's code: 5 epochs)")
+    min_delta: float = Field(0.0, ge=0, description="smallest decrease of the held-out loss that counts")
+
+
 class StageSpec(Strict):
     """One training stage; every field it leaves out is the recipe's (``objective``, ``mapping``, ``train.lr``...)."""
 
@@ -193,6 +250,12 @@ class StageSpec(Strict):
                                           "3.0, 'layers 1-2': 0.3} (the first entry naming a parameter wins; others 1)")
     only_layers: list[int] | None = Field(
         None, min_length=1, description="keep only the objective's matches on these student layers (1-based)")
+    data: Literal["transfer", "labelled"] = Field(
+        "transfer", description="what the stage trains on: the corpus (data), or the labelled examples of "
+                                "teacher.source_task (labels in the batch: match student logits to labels)")
+    early_stopping: EarlyStoppingSpec | None = Field(
+        None, description="end the stage early when its held-out loss (validated every train.eval_every steps) "
+                          "stops improving, and restore its best weights, e.g. {patience: 3}")
 
     @field_validator("trainable")
     @classmethod
@@ -269,6 +332,50 @@ class ProgressiveSpec(Strict):
         return out
 
 
+class XtremeDistilSpec(Strict):
+    """XtremeDistil's staged transfer (Mukherjee et al., 2021; the authors' ``run_xtreme_distil.py``): stage 1
+    matches the teacher's top hidden states on the transfer data; stage 2 matches its task logits there, first with
+    the encoder frozen and then unfreezing it from the top; stage 3 trains on the source task's labels, unfreezing
+    the same way. Every stage stops early on its held-out loss and keeps its best weights."""
+
+    name: Literal["xtremedistil"] = Field("xtremedistil", description="the schedule")
+    representation_steps: int = Field(gt=0, description="stage 1 steps (hidden states, all parameters)")
+    logit_steps: int = Field(gt=0, description="steps of each stage-2 step of unfreezing (task logits)")
+    labelled_steps: int = Field(0, ge=0, description="steps of each stage-3 step of unfreezing (source labels; "
+                                                     "0: no stage 3)")
+    unfreeze: Literal["gradual", "none"] = Field(
+        "gradual", description="gradual: head only, then one more layer from the top per stage, then everything "
+                               "(the authors'); none: one stage 2 (and 3) on everything")
+    attention: bool = Field(False, description="stage 1 also matches attention probabilities (head counts must "
+                                               "agree, or relation heads are used)")
+    logit_loss: Literal["mse", "kl"] = Field("mse", description="stage 2 loss: MSE on logits (the authors') or "
+                                                                 "soft cross-entropy at temperature 1")
+    patience: int | None = Field(3, gt=0, description="early stopping patience of every stage, in validations "
+                                                      "(train.eval_every steps); null: no early stopping")
+    labelled_lr: float | None = Field(None, gt=0, le=1, description="peak lr of stage 3 (default: train.lr)")
+
+    def stages(self, num_layers: int) -> list[StageSpec]:
+        """The stages for a student of ``num_layers`` layers (mapping ``last``: top-aligned)."""
+        stop = None if self.patience is None else EarlyStoppingSpec(patience=self.patience)
+        representation = ObjectiveSpec(name="tinybert", embedding=0.0, hidden=1.0,
+                                       attention=1.0 if self.attention else 0.0, attention_on="probabilities")
+        out = [StageSpec(name="representation", steps=self.representation_steps, objective=representation,
+                         mapping=MappingSpec(strategy="last"), early_stopping=stop)]
+        top = [(f"top-{k}", ["head", f"layers {num_layers - k + 1}-{num_layers}"]) for k in range(1, num_layers + 1)]
+        steps = [("head", ["head"]), *top, ("all", ["all"])] if self.unfreeze == "gradual" else [("all", ["all"])]
+        loss = "logit_mse" if self.logit_loss == "mse" else "soft_cross_entropy"
+        logits = ObjectiveSpec(name="matches", matches=[{"student": "logits", "teacher": "logits", "loss": loss,
+                                                         "term": "logits"}])
+        labels = ObjectiveSpec(name="matches", masking=False,
+                               matches=[{"student": "logits", "teacher": "labels", "loss": "task_loss",
+                                         "term": "labels"}])
+        for phase, n, objective, data, lr in (("logits", self.logit_steps, logits, "transfer", None),
+                                              ("labelled", self.labelled_steps, labels, "labelled", self.labelled_lr)):
+            out += [StageSpec(name=f"{phase}-{tag}", steps=n, objective=objective, trainable=trainable, data=data,
+                              lr=lr, early_stopping=stop) for tag, trainable in steps if n]
+        return out
+
+
 class Recipe(Strict):
     """A whole experiment. Every field has a default but ``data.sources`` and ``output_dir``."""
 
@@ -284,9 +391,10 @@ class Recipe(Strict):
     stages: list[StageSpec] | None = Field(
         None, min_length=1, description="ordered training stages (see docs/stages.md); without it the run is one "
                                         "stage of train.max_steps with the recipe's objective, mapping and lr")
-    schedule: ProgressiveSpec | None = Field(
-        None, description="a stage schedule that expands into stages once the student's depth is known: "
-                          "{name: progressive, steps_per_layer: N} (see docs/stages.md); not with stages")
+    schedule: ProgressiveSpec | XtremeDistilSpec | None = Field(
+        None, discriminator="name", description="a stage schedule that expands into stages once the student's depth "
+        "is known: {name: progressive, steps_per_layer: N} (docs/stages.md) or {name: xtremedistil, ...} "
+        "(docs/xtremedistil.md); not with stages")
     search: dict[str, Any] | None = Field(None, description="layer mapping search, read and validated by "
                                                             "bertpress search-mapping: see docs/search.md")
 
@@ -295,6 +403,14 @@ class Recipe(Strict):
         """With stages, ``train.max_steps`` is their sum (given, it must agree)."""
         if self.stages and self.schedule:
             raise ValueError("stages and schedule both describe the stages: give one of them")
+        if (isinstance(self.schedule, XtremeDistilSpec) and self.schedule.labelled_steps
+                and self.teacher.source_task is None):
+            raise ValueError("schedule xtremedistil: labelled_steps train on teacher.source_task's labels: set "
+                             "teacher.source_task (e.g. {task: sst2}), or labelled_steps: 0 with a fine-tuned teacher")
+        labelled = [s.name or f"stage-{i}" for i, s in enumerate(self.stages or [], 1) if s.data == "labelled"]
+        if labelled and self.teacher.source_task is None:
+            raise ValueError(f"stage {labelled[0]} trains on data: labelled, which comes from teacher.source_task: "
+                             "set it, or drop data: labelled")
         if self.stages:
             total = sum(s.steps for s in self.stages)
             if "max_steps" in self.train.model_fields_set and self.train.max_steps != total:
@@ -310,13 +426,15 @@ class Recipe(Strict):
         if self.schedule is not None:
             if num_layers is None:
                 raise ValueError("schedule: the stages depend on the student's depth: pass num_layers")
-            given = self.schedule.stages(num_layers, has_head)
+            given = (self.schedule.stages(num_layers, has_head) if isinstance(self.schedule, ProgressiveSpec)
+                     else self.schedule.stages(num_layers))
         else:
             given = self.stages or [StageSpec(name="distill", steps=t.max_steps)]
         return [StageSpec(name=s.name or f"stage-{i}", steps=s.steps, objective=s.objective or self.objective,
                           mapping=s.mapping or self.mapping, lr=s.lr or t.lr,
                           warmup_ratio=t.warmup_ratio if s.warmup_ratio is None else s.warmup_ratio,
-                          trainable=s.trainable, lr_scale=s.lr_scale, only_layers=s.only_layers)
+                          trainable=s.trainable, lr_scale=s.lr_scale, only_layers=s.only_layers, data=s.data,
+                          early_stopping=s.early_stopping)
                 for i, s in enumerate(given, 1)]
 
     def to_dict(self) -> dict[str, Any]:

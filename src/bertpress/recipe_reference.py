@@ -13,20 +13,26 @@ from bertpress.objectives import MAPPINGS, OBJECTIVES
 from bertpress.objectives.matches import MatchSpec
 from bertpress.recipe import (
     DataSpec,
+    EarlyStoppingSpec,
     HubDataset,
     MappingSpec,
     ObjectiveSpec,
     ProgressiveSpec,
     Recipe,
+    SourceTaskSpec,
     StageSpec,
     StudentSpec,
+    TaskInputs,
     TeacherSpec,
     TrainSpec,
+    XtremeDistilSpec,
 )
 
-_SECTIONS = (("", Recipe), ("teacher.", TeacherSpec), ("student.", StudentSpec), ("data.", DataSpec),
-             ("data.sources[].", HubDataset), ("objective.", ObjectiveSpec), ("mapping.", MappingSpec),
-             ("train.", TrainSpec), ("stages[].", StageSpec), ("schedule.", ProgressiveSpec))
+_SECTIONS = (("", Recipe), ("teacher.", TeacherSpec), ("teacher.source_task.", SourceTaskSpec),
+             ("student.", StudentSpec), ("data.", DataSpec), ("data.sources[].", HubDataset),
+             ("data.sources[].", TaskInputs), ("objective.", ObjectiveSpec), ("mapping.", MappingSpec),
+             ("train.", TrainSpec), ("stages[].", StageSpec), ("stages[].early_stopping.", EarlyStoppingSpec),
+             ("schedule.", ProgressiveSpec), ("schedule.", XtremeDistilSpec))
 
 
 def _default(f: FieldInfo) -> str:
@@ -52,7 +58,8 @@ def recipe_reference() -> str:
     for prefix, model in _SECTIONS:
         out += _rows(model, prefix)
     out += ["", "`data.sources[]` entries are strings (files, globs, directories of text/JSONL/.gz files, or saved "
-            "`datasets` directories) or mappings of the hub form above.", "", "## Objectives", "",
+            "`datasets` directories) or mappings of the hub or task form above. `schedule` is either form above "
+            "(`name: progressive` or `name: xtremedistil`).", "", "## Objectives", "",
             "Written flat under `objective:` next to `name`, e.g. `objective: {name: tinybert, hidden: 2.0}`.", ""]
     for entry in OBJECTIVES:
         out += [f"### `{entry.name}`", "", entry.summary, "", "| option | default | meaning |", "|---|---|---|",

@@ -120,7 +120,7 @@ if __name__ == "__main__":  # re-record
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import random
 
-    from conftest import _conll, _glue, _squad
+    from task_fixtures import _conll, _glue, _squad
 
     from tiny_models import save_tiny_teacher
 

@@ -35,8 +35,8 @@ if point == "mid-checkpoint":
 elif point == "after-checkpoint":
     original_save = checkpoint.save_checkpoint
 
-    def save_checkpoint(acc, root, state, keep):
-        path = original_save(acc, root, state, keep)
+    def save_checkpoint(acc, root, state, keep, extra=None):
+        path = original_save(acc, root, state, keep, extra)
         if state.step == step:
             die()
         return path
@@ -45,8 +45,8 @@ elif point == "after-checkpoint":
 elif point == "ctrl-c":
     original_save = checkpoint.save_checkpoint
 
-    def save_checkpoint(acc, root, state, keep):
-        path = original_save(acc, root, state, keep)
+    def save_checkpoint(acc, root, state, keep, extra=None):
+        path = original_save(acc, root, state, keep, extra)
         if state.step == step:
             os.kill(os.getpid(), signal.SIGINT)
         return path

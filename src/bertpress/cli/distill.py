@@ -45,8 +45,8 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
+    from bertpress.pipeline import distill
     from bertpress.train.build import resolve_recipe
-    from bertpress.train.run import distill
 
     result = distill(resolve_recipe(args.recipe, cli_overrides(args)), resume=args.resume, overwrite=args.overwrite)
     if not PartialState().is_main_process:

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bertpress.atomic import atomic_write_json
+from bertpress.data.examples import INPUT_TASKS, encode_units, task_identity, task_inputs, text_units
 from bertpress.data.sources import ReadStats, expand_files, load_hf_dataset, read_dataset, read_files
 from bertpress.errors import BertpressError
 from bertpress.hashing import file_digest
@@ -42,12 +44,13 @@ SPLIT_SEED = 1234
 @dataclass
 class PackedCorpus:
     """Packed blocks (``int32 [n, block_size]``, usually memory-mapped), the training and held-out block indices,
-    and how they were made."""
+    and how they were made; ``labels`` (per row, or per token) for labelled examples."""
 
     blocks: np.ndarray
     train_index: np.ndarray
     valid_index: np.ndarray
     meta: dict[str, Any]
+    labels: np.ndarray | None = None
 
     @property
     def block_size(self) -> int:
@@ -74,18 +77,27 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _is_task(source: Any) -> bool:
+    return hasattr(source, "task")
+
+
 def _source_identity(source: Any) -> Any:
     if isinstance(source, str):
         return [[p.name, file_digest(p)] for p in expand_files(source)]
+    if _is_task(source):
+        return task_identity(source)
     # an unpinned hub dataset keeps the key it had before ``revision`` existed
     return source.model_dump(exclude={"revision"} if source.revision is None else None)
 
 
-def cache_key(sources: list[Any], tokenizer, block_size: int, text_field: str, encoding: str = "utf-8") -> str:
+def cache_key(sources: list[Any], tokenizer, block_size: int, text_field: str, encoding: str = "utf-8",
+              unit: str = "blocks") -> str:
     ident = {"v": CACHE_VERSION, "sources": [_source_identity(s) for s in sources], "text_field": text_field,
              "tokenizer": tokenizer_fingerprint(tokenizer), "block_size": block_size}
-    if encoding != "utf-8":  # (absent for the default, so caches made before the option stay valid)
+    if encoding != "utf-8":  # (absent for the defaults, so caches made before the options stay valid)
         ident["encoding"] = encoding
+    if unit != "blocks":
+        ident["unit"] = unit
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -94,6 +106,10 @@ def iter_segments(sources: list[Any], text_field: str, stats: ReadStats, encodin
     for source in sources:
         if isinstance(source, str):
             yield from read_files(source, text_field, stats, encoding)
+        elif _is_task(source):  # a task's training inputs, one document each (a pair's two texts as two lines)
+            for a, b in task_inputs(source):
+                stats.lines += 1
+                yield from (a, b, None) if b is not None else (a, None)
         else:
             ds = load_hf_dataset(source.dataset, source.config, source.split, source.revision)
             yield from read_dataset(ds, source.text_field, stats, name=source.dataset,
@@ -205,6 +221,25 @@ def build_blocks(sources: list[Any], tokenizer, block_size: int, text_field: str
     return n, stats
 
 
+def build_examples(sources: list[Any], tokenizer, block_size: int, text_field: str, path: Path,
+                   encoding: str = "utf-8", unit: str = "sentences") -> tuple[int, ReadStats]:
+    """Sentence-level examples (:mod:`bertpress.data.examples`) of ``sources`` written to ``path``; a ``{task:
+    NAME}`` source adds its training inputs as they are (pairs stay pairs). Returns (examples, stats)."""
+    stats = ReadStats()
+
+    def units() -> Iterator[tuple[str, str | None]]:
+        for source in sources:
+            if _is_task(source):
+                for u in task_inputs(source):
+                    stats.lines += 1
+                    yield u
+            else:
+                yield from text_units(iter_segments([source], text_field, stats, encoding), unit)
+
+    bar = tqdm(units(), desc="tokenising", unit=" examples", mininterval=2, disable=not bars_enabled())
+    return write_npy(encode_units(bar, tokenizer, block_size), path, block_size), stats
+
+
 def split_indices(index: np.ndarray, fraction: float, max_valid: int, block_size: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Hold out ``min(max_valid, round(fraction·n))`` (at least 1) of the blocks in ``index``, drawn with
@@ -223,14 +258,18 @@ def split_indices(index: np.ndarray, fraction: float, max_valid: int, block_size
 def load_corpus(data, tokenizer, *, seed: int = 0, cache_dir: str | Path | None = None) -> PackedCorpus:
     """Tokenised, packed, cached and split corpus for a recipe's ``data`` section."""
     cache = Path(cache_dir or data.cache_dir or default_cache_dir()) / "corpus"
-    key = cache_key(data.sources, tokenizer, data.block_size, data.text_field, data.encoding)
+    for s in data.sources:
+        if _is_task(s) and s.task not in INPUT_TASKS:
+            raise BertpressError(f"data source {{task: {s.task}}}: unknown task: choose one of {', '.join(INPUT_TASKS)}")
+    key = cache_key(data.sources, tokenizer, data.block_size, data.text_field, data.encoding, data.unit)
     npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
     if npy.is_file() and meta_path.is_file():
         blocks = np.load(npy, mmap_mode="r")
         meta = json.loads(meta_path.read_text())
         log.info("corpus: %d blocks from cache %s", len(blocks), npy)
     else:
-        n, stats = build_blocks(data.sources, tokenizer, data.block_size, data.text_field, npy, data.encoding)
+        build = build_blocks if data.unit == "blocks" else partial(build_examples, unit=data.unit)
+        n, stats = build(data.sources, tokenizer, data.block_size, data.text_field, npy, data.encoding)
         if n == 0:
             if stats.skipped_lines:
                 raise BertpressError(
@@ -241,7 +280,9 @@ def load_corpus(data, tokenizer, *, seed: int = 0, cache_dir: str | Path | None 
                 "point data.sources at non-empty text"
             )
         meta = {"key": key, "sources": [s if isinstance(s, str) else s.model_dump() for s in data.sources],
-                "blocks": n, "block_size": data.block_size, "tokens": n * data.block_size,
+                "unit": data.unit, "blocks": n, "block_size": data.block_size,
+                "tokens": n * data.block_size if data.unit == "blocks" else int((np.load(npy, mmap_mode="r")
+                                                                                 != tokenizer.pad_token_id).sum()),
                 "files": stats.files, "lines": stats.lines, "skipped_files": stats.skipped_files,
                 "skipped_lines": stats.skipped_lines}
         atomic_write_json(meta_path, meta)

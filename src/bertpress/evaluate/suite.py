@@ -6,6 +6,7 @@ With a learning-rate grid, each rate is run with every seed and the rate with th
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import numpy as np
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
+from bertpress.atomic import atomic_dir, atomic_write_json
 from bertpress.baselines.cvt import CVTTagger
 from bertpress.errors import BertpressError
 from bertpress.evaluate.cache import ResultCache, model_fingerprint
@@ -96,7 +98,9 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _one_run(spec: ModelSpec, runner: Runner, features: list[dict[str, Any]], tokenizer,
-             settings: FinetuneSettings, lr: float, seed: int, task: str, progress: bool) -> dict[str, Any]:
+             settings: FinetuneSettings, lr: float, seed: int, task: str, progress: bool,
+             keep: list[nn.Module] | None = None) -> dict[str, Any]:
+    """One fine-tuning run and its dev metrics; the trained model is appended to ``keep`` when given."""
     accelerator = eval_accelerator(settings.mixed_precision)
     seed_everything(seed)
     model = load_model(spec.path, runner.auto_class, **runner.model_config())
@@ -106,6 +110,8 @@ def _one_run(spec: ModelSpec, runner: Runner, features: list[dict[str, Any]], to
                          progress=progress, accelerator=accelerator)
     start = time.perf_counter()
     metrics = runner.evaluate(model, tokenizer, settings, progress=progress)
+    if keep is not None:
+        keep.append(accelerator.unwrap_model(model))
     return {"lr": lr, "seed": seed, "metrics": metrics, "train_features": len(features), **stats,
             "eval_seconds": time.perf_counter() - start}
 
@@ -144,6 +150,41 @@ def evaluate_task(spec: ModelSpec, data: TaskData, settings: FinetuneSettings, c
     best = max(grid, key=lambda lr: grid[lr])
     return {"task": task, "lr": best, "grid": {f"{lr:g}": s for lr, s in grid.items()},
             "settings": settings.model_dump(), **summarise(by_lr[best]), "runs": by_lr[best]}
+
+
+#: the record written next to a kept fine-tuned model (:func:`finetuned_model`)
+FINETUNE_RECORD = "bertpress-finetune.json"
+
+
+def finetuned_model(spec: ModelSpec, data: TaskData, settings: FinetuneSettings, seed: int, root: Path, *,
+                    progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """``spec`` fine-tuned on one task (``settings.lr``, ``seed``) as a saved model directory under ``root``
+    (keyed like the result cache: model fingerprint, task data, settings, seed, device), with its dev metrics in
+    :data:`FINETUNE_RECORD`; an existing directory is reused. Returns (directory, record)."""
+    task = data.info.name
+    if data.info.kind not in ("glue", "ner"):
+        raise BertpressError(f"{task}: only GLUE-format and CoNLL tasks can fine-tune a kept model: choose one")
+    key = ResultCache.key(model_fingerprint(spec.path), task, data.identity,
+                          {**settings.run_key(settings.lr, seed), **_device_key()})
+    target = root / task / key
+    if (target / FINETUNE_RECORD).is_file():
+        log.info("%s %s: fine-tuned model from %s", spec.label, task, target)
+        return target, json.loads((target / FINETUNE_RECORD).read_text())
+    runner: Runner = RUNNERS[data.info.kind](data)
+    tokenizer = AutoTokenizer.from_pretrained(spec.path)
+    kept: list[nn.Module] = []
+    record = _one_run(spec, runner, runner.train_features(tokenizer, settings), tokenizer, settings, settings.lr, seed,
+                      task, progress, keep=kept)
+    record = {"source": str(spec.path), "task": task, "settings": settings.model_dump(), **record}
+    if process_state().is_main_process:
+        with atomic_dir(target) as tmp:
+            kept[0].save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            atomic_write_json(Path(tmp) / FINETUNE_RECORD, record)
+    process_state().wait_for_everyone()
+    log.info("%s %s: fine-tuned (%s %.2f on dev), kept at %s", spec.label, task, data.info.score_name,
+             record["metrics"]["score"], target)
+    return target, record
 
 
 def _device_key() -> dict[str, Any]:

@@ -8,6 +8,7 @@ from transformers import AutoModel, AutoModelForMaskedLM, PretrainedConfig, PreT
 
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import anatomy, layout_of
+from bertpress.models.teacher import task_model_class
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,10 @@ def student_config(teacher_config: PretrainedConfig, shape: StudentShape) -> Pre
     return cfg
 
 
-def build_student(config: PretrainedConfig, *, mlm_head: bool) -> PreTrainedModel:
-    """A randomly initialised student (HF's own init); with an MLM head when the teacher has one."""
-    cls = AutoModelForMaskedLM if mlm_head else AutoModel
+def build_student(config: PretrainedConfig, *, mlm_head: bool, task: str | None = None) -> PreTrainedModel:
+    """A randomly initialised student (HF's own init); with an MLM head when the teacher has one, or with the task
+    head of a fine-tuned teacher (``task``: sequence or token; labels from ``config``)."""
+    cls = task_model_class(task) if task else AutoModelForMaskedLM if mlm_head else AutoModel
     try:  # fused attention where the architecture has it (MPNet and DeBERTa-v2 have only eager attention)
         model = cls.from_config(config, attn_implementation="sdpa")
     except ValueError:

@@ -50,6 +50,8 @@ class Teacher:
     tokenizer: PreTrainedTokenizerBase
     source: str
     parts: Anatomy
+    #: ``sequence`` / ``token`` for a fine-tuned classifier or tagger (its task logits are the ``logits`` feature)
+    task: str | None = None
 
     @property
     def has_mlm_head(self) -> bool:
@@ -64,10 +66,22 @@ class Teacher:
         return h.hexdigest()
 
     def describe(self) -> str:
-        head = "masked-LM head" if self.has_mlm_head else "bare encoder (no MLM head)"
+        head = ("masked-LM head" if self.has_mlm_head else f"{self.task}-level task head, {self.model.config.num_labels} "
+                "outputs" if self.task else "bare encoder (no MLM head)")
         c = self.model.config
         return (f"{self.source}: {c.model_type}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
                 f"{c.num_attention_heads} heads, {head}")
+
+
+#: architecture-name suffix of a fine-tuned task model -> its task level
+TASK_HEADS = {"ForSequenceClassification": "sequence", "ForTokenClassification": "token"}
+
+
+def task_model_class(task: str):
+    """The ``transformers`` auto class of a task level (``sequence`` or ``token``)."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    return AutoModelForSequenceClassification if task == "sequence" else AutoModelForTokenClassification
 
 
 def check_weight_files(model_dir: Path, name: str) -> None:
@@ -122,10 +136,13 @@ def load_teacher(name_or_path: str, *, revision: str | None = None, mlm_head: bo
             f"a reachable hub id, or {PACKAGED_TEACHER!r}"
         ) from None
     archs = " ".join(config.architectures or [])
+    task = TASK_HEADS.get(next((a for a in TASK_HEADS if a in archs), ""))
     want_head = mlm_head if mlm_head is not None else ("MaskedLM" in archs or "PreTraining" in archs)
     try:
         model = None
-        if want_head:
+        if task is not None and not mlm_head:  # a fine-tuned classifier or tagger: keep its task head
+            model = task_model_class(task).from_pretrained(source, revision=revision)
+        elif want_head:
             model, info = AutoModelForMaskedLM.from_pretrained(source, revision=revision, output_loading_info=True)
             if not _head_loaded(set(info["missing_keys"])):
                 if mlm_head:
@@ -144,6 +161,6 @@ def load_teacher(name_or_path: str, *, revision: str | None = None, mlm_head: bo
         ) from None
     model.eval()
     model.requires_grad_(False)
-    teacher = Teacher(model, tokenizer, name_or_path, anatomy(model))
+    teacher = Teacher(model, tokenizer, name_or_path, anatomy(model), task)
     log.info("teacher %s", teacher.describe())
     return teacher

@@ -40,13 +40,35 @@ def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, temperatu
     s = student_logits.float() / temperature
     t = teacher_logits.float() / temperature
     ce = -(F.softmax(t, dim=-1) * F.log_softmax(s, dim=-1)).sum(-1)
-    return _masked_mean(ce, mask) * temperature**2
+    return _masked_mean(ce, mask if ce.dim() == 2 else None) * temperature**2  # [batch] for a sequence head
 
 
 @LOSSES.register("mlm")
 def mlm_cross_entropy(student_logits: Tensor, labels: Tensor) -> Tensor:
     """Masked-LM loss: ``L = mean_{i: labels_i ≠ −100} −log softmax(z_i)[labels_i]`` (Devlin et al., 2019)."""
     return F.cross_entropy(student_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+
+
+@LOSSES.register("task_loss")
+def task_loss(student_logits: Tensor, labels: Tensor) -> Tensor:
+    """The supervised loss of a task head (what ``transformers``' task models compute): for class labels the
+    cross-entropy ``L = mean_{i: y_i ≠ −100} −log softmax(z_i)[y_i]`` over examples (``[batch, classes]`` logits,
+    ``[batch]`` labels) or tokens (``[batch, seq, classes]``, ``[batch, seq]``); for float labels (regression, a
+    one-output head) ``L = mean_i (z_i − y_i)²``."""
+    if labels.is_floating_point():
+        return (student_logits.float().reshape(labels.shape) - labels.float()).pow(2).mean()
+    return F.cross_entropy(student_logits.reshape(-1, student_logits.shape[-1]).float(), labels.reshape(-1).long(),
+                           ignore_index=-100)
+
+
+@LOSSES.register("logit_mse")
+def logit_mse(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None) -> Tensor:
+    """MSE on task logits (XtremeDistil's logit transfer; Mukherjee & Awadallah, ACL 2020, and the authors' code:
+    Keras ``mse`` on the teacher's logits): ``L = mean_{i,c} (z^s_{ic} − z^t_{ic})²`` over examples, or over real
+    tokens for token-level logits ``[batch, seq, classes]``. The target may be regression labels ``[batch]`` for a
+    one-output head (it is reshaped to the student's logits)."""
+    diff = (student_logits.float() - teacher_logits.float().reshape(student_logits.shape)).pow(2)
+    return _masked_mean(diff, mask) if diff.dim() == 3 else diff.mean()
 
 
 @LOSSES.register("cosine")

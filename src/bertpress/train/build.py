@@ -76,7 +76,7 @@ def check_names(recipe: Recipe, source: str = "recipe") -> Recipe:
             problems.append(("student.architecture", bad))
     problems += _objective_problems(recipe.objective, "objective")
     problems += _mapping_problems(recipe.mapping, "mapping")
-    if recipe.schedule is not None and recipe.schedule.final_objective is not None:
+    if getattr(recipe.schedule, "final_objective", None) is not None:
         problems += _objective_problems(recipe.schedule.final_objective, "schedule.final_objective")
     for i, stage in enumerate(recipe.stages or []):
         if stage.objective is not None:
@@ -173,8 +173,10 @@ def build_stages(recipe: Recipe, teacher_config: PretrainedConfig, s_config: Pre
             objective = build_objective(spec.objective.name, spec.objective.options, ctx)
             if spec.only_layers is not None:
                 objective = only_layers(objective, spec.only_layers, ctx, spec.name)
+        stop = spec.early_stopping
         stages.append(Stage(i, spec.name, start, spec.steps, objective, mapping, spec.lr, spec.warmup_ratio,
-                            spec.trainable, dict(spec.lr_scale)))
+                            spec.trainable, dict(spec.lr_scale), data=spec.data,
+                            early_stopping=(stop.patience, stop.min_delta) if stop else None))
         start += spec.steps
     return stages
 
@@ -192,15 +194,24 @@ def only_layers(objective: Objective, layers: list[int], ctx: ObjectiveContext, 
     return MatchObjective(kept, ctx, needs_masking=any(m.teacher.kind == "labels" for m in kept))
 
 
-def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None) -> Run:
+def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None, *,
+              teacher_path: str | None = None) -> Run:
     """Teacher → student configuration → mappings → objectives → student, as ``recipe`` says.
 
-    Cheap checks that need the models but no corpus run here (sequence length, mask token, precision, the
-    initialiser's shape checks), so a bad recipe fails before anything is written.
+    Cheap checks that need the models but no corpus run here (sequence length, mask token, precision, logits
+    without a head, the initialiser's shape checks), so a bad recipe fails before anything is written.
+    ``teacher_path``: the teacher to load instead of ``teacher.name_or_path`` (the source-task teacher that
+    :func:`bertpress.pipeline.distill` fine-tuned); a recipe with ``teacher.source_task`` needs it.
     """
     recipe = resolve_recipe(recipe, overrides)
-    teacher = load_teacher(recipe.teacher.name_or_path, revision=recipe.teacher.revision,
+    if recipe.teacher.source_task is not None and teacher_path is None:
+        raise BertpressError("teacher.source_task: the teacher is fine-tuned on the task before distilling: run the "
+                             "recipe with bertpress distill (or bertpress.distill), which does it and caches it")
+    teacher = load_teacher(teacher_path or recipe.teacher.name_or_path, revision=recipe.teacher.revision,
                            mlm_head=recipe.teacher.mlm_head)
+    if recipe.teacher.source_task is not None and teacher.task is None:
+        raise BertpressError(f"teacher {teacher_path}: not a fine-tuned classifier or tagger (config architectures "
+                             "*ForSequenceClassification / *ForTokenClassification)")
     tokenizer = student_tokenizer(recipe, teacher)
     spec = recipe.student
     s_config = architecture_config(spec.architecture, teacher.model.config,
@@ -210,7 +221,11 @@ def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = 
     stages = build_stages(recipe, teacher.model.config, s_config, has_head)
     for stage in stages:
         check_setup(recipe, teacher.model.config, tokenizer, stage.objective)
+        if any(r.logits for r in stage.objective.requests()) and not (has_head or teacher.task):
+            raise BertpressError(f"stage {stage.name}: the objective reads logits but the teacher has neither an MLM "
+                                 "head nor a task head: fit one (teacher.fit_mlm_head), fine-tune the teacher "
+                                 "(teacher.source_task), or drop the logits matches")
     torch.manual_seed(recipe.seed)
-    student = build_student(s_config, mlm_head=has_head)
+    student = build_student(s_config, mlm_head=has_head, task=teacher.task)
     check_initialiser(spec.init, InitContext(teacher, student, recipe.seed), spec.init_args)
     return Run(recipe, teacher, tokenizer, s_config, stages, student)

@@ -12,9 +12,11 @@ import logging
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import torch
 from accelerate import Accelerator
 
 from bertpress.atomic import atomic_write_json
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step-(\d{8})$")
 STATE_FILE = "trainer_state.json"
+#: tensors a checkpoint carries besides accelerate's state (an early-stopping stage's best weights)
+EXTRA_FILE = "best.pt"
 
 
 @dataclass
@@ -38,6 +42,10 @@ class TrainState:
     cpu: float = 0.0  # CPU seconds of this process (all its threads), like ``elapsed`` across resumes
     skipped_batches: int = 0
     precision: str = ""  # the autocast the run trained with (``train.mixed_precision: auto`` resolved)
+    labelled_micro_step: int = 0  # micro-batches consumed from the labelled examples (stages with data: labelled)
+    #: per stage with early stopping: best held-out loss and its step, validations without improvement, where it
+    #: stopped (the best weights themselves are in the checkpoint's ``best.pt``)
+    early: dict = field(default_factory=dict)
 
 
 def checkpoints(root: Path) -> list[Path]:
@@ -53,8 +61,10 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainState, keep: int) -> Path:
-    """Save everything to ``root/step-N`` atomically (all processes call this) and prune old checkpoints."""
+def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainState, keep: int,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Save everything to ``root/step-N`` atomically (all processes call this) and prune old checkpoints;
+    ``extra`` tensors go to :data:`EXTRA_FILE`."""
     final = root / f"step-{state.step:08d}"
     tmp = root / f"step-{state.step:08d}.tmp"
     if accelerator.is_main_process:
@@ -64,6 +74,8 @@ def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainState, kee
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if extra is not None:
+            torch.save(extra, tmp / EXTRA_FILE)
         atomic_write_json(tmp / STATE_FILE, asdict(state))
         if final.exists():
             shutil.rmtree(final)
@@ -82,3 +94,9 @@ def load_checkpoint(accelerator: Accelerator, path: Path) -> TrainState:
     state = TrainState(**json.loads((path / STATE_FILE).read_text()))
     log.info("resumed from %s (step %d)", path, state.step)
     return state
+
+
+def load_extra(path: Path) -> dict[str, Any] | None:
+    """The ``extra`` tensors saved with the checkpoint at ``path`` (None when it has none)."""
+    f = path / EXTRA_FILE
+    return torch.load(f, map_location="cpu", weights_only=True) if f.is_file() else None

@@ -25,6 +25,17 @@ class BlockDataset(Dataset):
         return torch.from_numpy(np.asarray(self.blocks[self.index[i]], dtype=np.int64))
 
 
+class LabelledDataset(BlockDataset):
+    """Rows of padded examples with their labels (``[n]`` per example, or ``[n, block_size]`` per token)."""
+
+    def __init__(self, blocks: np.ndarray, labels: np.ndarray, index: np.ndarray) -> None:
+        super().__init__(blocks, index)
+        self.labels = labels
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return super().__getitem__(i), torch.as_tensor(np.asarray(self.labels[self.index[i]]))
+
+
 class ResumableBatchSampler(Sampler[list[int]]):
     """Batches ``start .. total-1`` of an endless sequence of seeded epoch permutations (last partial batch dropped).
 
@@ -54,17 +65,35 @@ class ResumableBatchSampler(Sampler[list[int]]):
 
 
 class Batcher:
-    """Turns block ids into model inputs; masks them (seeded by position) when the objective needs MLM labels."""
+    """Turns block ids into model inputs; masks them (seeded by position) when the objective needs MLM labels.
 
-    def __init__(self, tokenizer, *, masking: bool, probability: float, seed: int) -> None:
+    ``trim``: padded examples (``data.unit`` sentences/pairs) are cut to the batch's longest one. ``token_types``:
+    segment ids for pairs, 0 up to the first separator and 1 after it (padding 0), which is what BERT-family
+    tokenizers give ``tokenizer(a, b)``."""
+
+    def __init__(self, tokenizer, *, masking: bool, probability: float, seed: int, trim: bool = False,
+                 token_types: bool = False) -> None:
         self.masking, self.probability, self.seed = masking, probability, seed
+        self.trim, self.token_types = trim, token_types
+        self.sep_id = tokenizer.sep_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else -1
         self.mask_id = tokenizer.mask_token_id
         self.vocab_size = len(tokenizer)
         self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
 
-    def __call__(self, ids: Tensor, position: int, rank: int = 0) -> dict[str, Tensor]:
-        batch = {"input_ids": ids, "attention_mask": (ids != self.pad_id).long()}
+    def __call__(self, ids: Tensor, position: int, rank: int = 0, labels: Tensor | None = None) -> dict[str, Tensor]:
+        mask = (ids != self.pad_id).long()
+        if self.trim:
+            width = int(mask.sum(1).max())
+            ids, mask = ids[:, :width], mask[:, :width]
+            if labels is not None and labels.dim() == 2:
+                labels = labels[:, :width]
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if labels is not None:
+            batch["labels"] = labels
+        if self.token_types:
+            sep = (ids == self.sep_id).long()
+            batch["token_type_ids"] = ((sep.cumsum(1) - sep) > 0).long() * mask
         if self.masking:
             gen = masking_generator(self.seed, position, rank)
             batch["input_ids"], batch["labels"] = mask_tokens(

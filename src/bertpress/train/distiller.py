@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -33,8 +34,14 @@ from bertpress.objectives.base import Objective
 from bertpress.optim import decay_groups
 from bertpress.progress import bars_enabled
 from bertpress.train.callbacks import Callback, fire
-from bertpress.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
-from bertpress.train.data import Batcher, BlockDataset, ResumableBatchSampler
+from bertpress.train.checkpoint import (
+    TrainState,
+    latest_checkpoint,
+    load_checkpoint,
+    load_extra,
+    save_checkpoint,
+)
+from bertpress.train.data import Batcher, BlockDataset, LabelledDataset, ResumableBatchSampler
 from bertpress.train.metrics import MetricsLog
 from bertpress.train.precision import resolve_precision
 from bertpress.train.stages import ScaledSchedule, Stage, StageSchedule, lr_scales, stage_at, trainable_ids
@@ -71,23 +78,36 @@ class DistillModule(nn.Module):
         self._tap = FeatureTap(self.parts, self.objectives[index].requests()[1])
 
     def forward(self, batch: dict[str, Tensor], teacher_feats) -> tuple[Tensor, dict[str, Tensor]]:
-        feats = self._tap(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        feats = self._tap(**Distiller._inputs(batch))
         return self.objectives[self.active](feats, teacher_feats, batch)
 
 
 class Distiller:
     """Runs one distillation through its stages; ``run()`` returns the final metrics. Only the main process writes
-    files. ``stages`` come from :func:`bertpress.train.build.build_run` (one stage when the recipe has none)."""
+    files. ``stages`` come from :func:`bertpress.train.build.build_run` (one stage when the recipe has none);
+    stages with ``data: labelled`` read ``labelled`` (examples with ``labels``) instead of ``corpus``."""
 
     def __init__(self, *, teacher: Teacher, student: PreTrainedModel, stages: Sequence[Stage], corpus: PackedCorpus,
                  tokenizer, train, seed: int, out_dir: Path, mlm_probability: float = 0.15,
-                 accelerator: Accelerator | None = None, callbacks: Sequence[Callback] = ()) -> None:
-        self.teacher, self.corpus, self.cfg, self.seed = teacher, corpus, train, seed
+                 accelerator: Accelerator | None = None, callbacks: Sequence[Callback] = (),
+                 labelled: PackedCorpus | None = None) -> None:
+        self.teacher, self.cfg, self.seed = teacher, train, seed
         self.stages, self.callbacks = list(stages), list(callbacks)
+        if labelled is None and any(s.data == "labelled" for s in self.stages):
+            name = next(s.name for s in self.stages if s.data == "labelled")
+            raise BertpressError(f"stage {name} trains on labelled data but the run has none: set "
+                                 "teacher.source_task, or drop data: labelled")
+        self.datasets = {"transfer": corpus, **({"labelled": labelled} if labelled is not None else {})}
+        self.corpus = corpus
         self.out_dir = Path(out_dir)
         self.acc = accelerator or Accelerator(mixed_precision=resolve_precision(train.mixed_precision))
         self.teacher.model.to(self.acc.device)
-        self.batcher = Batcher(tokenizer, masking=False, probability=mlm_probability, seed=seed)
+        segments = teacher.parts.layout.token_type_ids and getattr(teacher.model.config, "type_vocab_size", 0) > 1
+        self.batchers = {name: Batcher(tokenizer, masking=False, probability=mlm_probability, seed=seed,
+                                       trim=d.meta.get("unit", "blocks") != "blocks", token_types=segments and d.meta.get(
+                                           "unit", "blocks") != "blocks") for name, d in self.datasets.items()}
+        self.batcher = self.batchers["transfer"]
+        self._best: dict[str, Tensor] | None = None  # the best weights of the stage being early-stopped
         self.module = DistillModule(student, [s.objective for s in self.stages], compile_student=train.compile)
         self.teacher_tap: FeatureTap | None = None
         self.stage = self.stages[0]
@@ -117,6 +137,7 @@ class Distiller:
     def _enter(self, stage: Stage) -> None:
         """Switch objective, feature hooks, masking and trainable parameters to ``stage``."""
         self.stage = stage
+        self.corpus, self.batcher = self.datasets[stage.data], self.batchers[stage.data]
         self.module.activate(stage.index)
         if self.teacher_tap is not None:
             self.teacher_tap.close()
@@ -135,16 +156,20 @@ class Distiller:
         fixed = set()
         if self.cfg.freeze_embeddings:
             fixed.add(id(student.get_input_embeddings().weight))
-        ids = torch.tensor(self.corpus.blocks[self.corpus.train_index[0]][:16], dtype=torch.long)[None]
         self.module.train()
         for stage in self.stages:
+            data = self.datasets[stage.data]
+            first = data.train_index[:2]
+            ids = torch.tensor(np.asarray(data.blocks[first])[:, :16], dtype=torch.long)
             wanted = trainable_ids(self.module.parts, [objectives[stage.index]], stage.trainable) - fixed
             if "all" in stage.trainable:
                 wanted |= trainable_ids(self.module.parts, objectives, ["projections"]) - fixed
             self.module.activate(stage.index)
             tap = FeatureTap(self.teacher.parts, stage.objective.requests()[0], truncate=True)
-            self.batcher.masking = stage.objective.needs_masking
-            batch = self.batcher(ids.repeat(2, 1), position=0)
+            batcher = self.batchers[stage.data]
+            batcher.masking = stage.objective.needs_masking
+            batch = batcher(ids, position=0, labels=None if data.labels is None else torch.as_tensor(
+                np.asarray(data.labels[first]))[(...,) if data.labels.ndim == 1 else (slice(None), slice(0, 16))])
             for p in self.module.parameters():
                 p.requires_grad_(id(p) in wanted)
             with torch.random.fork_rng(devices=[]), torch.enable_grad():
@@ -168,16 +193,20 @@ class Distiller:
 
     @staticmethod
     def _inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        keys = ("input_ids", "attention_mask", "token_type_ids")
+        return {k: batch[k] for k in keys if k in batch}
 
     def _loader(self, start_micro: int) -> DataLoader:
-        n_proc = self.acc.num_processes
+        """Batches of the current stage's data from its ``start_micro``-th micro-batch on."""
+        n_proc, data = self.acc.num_processes, self.corpus
         total = self.cfg.max_steps * self.cfg.grad_accum * n_proc
-        sampler = ResumableBatchSampler(len(self.corpus.train_index), self.cfg.batch_size, self.seed,
+        sampler = ResumableBatchSampler(len(data.train_index), self.cfg.batch_size, self.seed,
                                         start=start_micro * n_proc, total=total)
+        dataset = (BlockDataset(data.blocks, data.train_index) if data.labels is None
+                   else LabelledDataset(data.blocks, data.labels, data.train_index))
         # a generator of its own: starting an iterator draws a base seed, which must not advance the global RNG
         # (dropout's), or a resumed run (restored RNG, then a new iterator) would drop out different units
-        loader = DataLoader(BlockDataset(self.corpus.blocks, self.corpus.train_index), batch_sampler=sampler,
+        loader = DataLoader(dataset, batch_sampler=sampler,
                             generator=torch.Generator().manual_seed(self.seed), num_workers=self.cfg.num_workers, pin_memory=self.acc.device.type == "cuda",
                             persistent_workers=False, prefetch_factor=4 if self.cfg.num_workers else None)
         return self.acc.prepare_data_loader(loader, device_placement=True)
@@ -195,6 +224,8 @@ class Distiller:
         module = self.acc.unwrap_model(self.model)
         module.eval()
         valid = torch.as_tensor(self.corpus.valid, dtype=torch.long)
+        labels = (None if self.corpus.labels is None
+                  else torch.as_tensor(np.asarray(self.corpus.labels[self.corpus.valid_index])))
         bs = self.cfg.batch_size
         n_batches = math.ceil(len(valid) / bs)
         if self.cfg.eval_batches:
@@ -202,7 +233,7 @@ class Distiller:
         sums: dict[str, float] = {}
         for b in range(n_batches):
             ids = valid[b * bs:(b + 1) * bs].to(self.acc.device)
-            batch = self._valid_batch(ids, b)
+            batch = self._valid_batch(ids, b, None if labels is None else labels[b * bs:(b + 1) * bs].to(ids.device))
             with self.acc.autocast():
                 t_feats = teacher_forward(self.teacher_tap, **self._inputs(batch))
                 loss, terms = module(batch, t_feats)
@@ -211,10 +242,10 @@ class Distiller:
         module.train()
         return {k: v / n_batches for k, v in sums.items()}
 
-    def _valid_batch(self, ids: Tensor, b: int) -> dict[str, Tensor]:
+    def _valid_batch(self, ids: Tensor, b: int, labels: Tensor | None = None) -> dict[str, Tensor]:
         seed, self.batcher.seed = self.batcher.seed, VALID_SEED
         try:
-            return self.batcher(ids, position=b)
+            return self.batcher(ids, position=b, labels=labels)
         finally:
             self.batcher.seed = seed
 
@@ -226,6 +257,8 @@ class Distiller:
         ckpt = latest_checkpoint(self.ckpt_root) if resume else None
         if ckpt is not None:
             state = self.state = load_checkpoint(acc, ckpt)
+            extra = load_extra(ckpt)
+            self._best = None if extra is None else extra.get("best")
             if state.precision and state.precision != acc.mixed_precision:
                 log.warning("resumed with mixed_precision %s where the run trained with %s (train.mixed_precision: "
                             "auto on another machine?): the result will differ from an uninterrupted run",
@@ -242,23 +275,27 @@ class Distiller:
         if state.step == 0:
             self._evaluate(metrics, 0)
         self.model.train()
-        loader = iter(self._loader(state.micro_step))
+        loader = iter(self._loader(self._position(state)))
         bar = tqdm(total=cfg.max_steps, initial=state.step, desc="distilling", unit="step",
                    disable=not acc.is_local_main_process or not bars_enabled(), dynamic_ncols=True)
-        tokens_per_micro = cfg.batch_size * self.corpus.block_size * acc.num_processes
         window: dict[str, Tensor] = {}  # on-device sums, read (and averaged over processes) only when logged
-        window_steps, t_window = 0, time.perf_counter()
+        window_steps, t_window, window_tokens = 0, time.perf_counter(), state.tokens
         t_start, elapsed0 = time.perf_counter(), state.elapsed
         c_start, cpu0 = time.process_time(), state.cpu
         try:
             while state.step < cfg.max_steps:
                 if state.step >= self.stage.end:  # a stage boundary: the next stage starts
+                    data = self.stage.data
                     self._enter(stage_at(self.stages, state.step))
+                    if self.stage.data != data:
+                        loader = iter(self._loader(self._position(state)))
                     self._stage_start(metrics, state)
                 skip = False
                 step_terms: dict[str, Tensor] = {}
                 for micro in range(cfg.grad_accum):
-                    batch = self.batcher(next(loader), position=state.micro_step, rank=acc.process_index)
+                    item = next(loader)
+                    ids, labels = item if isinstance(item, (list, tuple)) else (item, None)
+                    batch = self.batcher(ids, position=self._position(state), rank=acc.process_index, labels=labels)
                     last = micro == cfg.grad_accum - 1
                     ctx = acc.no_sync(self.model) if not last and acc.num_processes > 1 else nullcontext()
                     with ctx:
@@ -268,8 +305,11 @@ class Distiller:
                             skip = True
                         else:
                             acc.backward(loss / cfg.grad_accum)
-                    state.micro_step += 1
-                    state.tokens += tokens_per_micro
+                    if self.stage.data == "labelled":
+                        state.labelled_micro_step += 1
+                    else:
+                        state.micro_step += 1
+                    state.tokens += batch["input_ids"].numel() * acc.num_processes
                     for k, v in {"loss": loss, **terms}.items():
                         step_terms[k] = step_terms.get(k, 0.0) + v.detach().float() / cfg.grad_accum
                 if skip:
@@ -289,21 +329,25 @@ class Distiller:
                 logged = None
                 if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
                     dt = time.perf_counter() - t_window
-                    rate = window_steps * cfg.grad_accum * tokens_per_micro / max(dt, 1e-9)
+                    rate = (state.tokens - window_tokens) / max(dt, 1e-9)
                     values = self._mean_over_processes(window, window_steps)
                     values.update(lr=self.scheduler.get_last_lr()[0], tokens=state.tokens, tokens_per_s=rate)
                     metrics.log("train", state.step, values)
                     bar.set_postfix(loss=f"{values['loss']:.4f}", tok_s=f"{rate:,.0f}")
-                    window, window_steps, t_window = {}, 0, time.perf_counter()
+                    window, window_steps, t_window, window_tokens = {}, 0, time.perf_counter(), state.tokens
                     logged = values
                 fire(self.callbacks, "on_step_end", self, state.step, logged)
-                if cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < cfg.max_steps:
-                    self._evaluate(metrics, state.step)
+                due = cfg.eval_every and state.step % cfg.eval_every == 0 and state.step < cfg.max_steps
+                if due and self._evaluate(metrics, state.step):
+                    self._stop_stage(state, bar)
+                if state.step == self.stage.end and self.stage.early_stopping:
+                    self._finish_stage(metrics, state)
                 state.elapsed = elapsed0 + time.perf_counter() - t_start
                 state.cpu = cpu0 + time.process_time() - c_start
                 boundary = state.step == self.stage.end and state.step < cfg.max_steps
                 if cfg.save_every and state.step < cfg.max_steps and (state.step % cfg.save_every == 0 or boundary):
-                    path = save_checkpoint(acc, self.ckpt_root, state, cfg.keep_checkpoints)
+                    path = save_checkpoint(acc, self.ckpt_root, state, cfg.keep_checkpoints,
+                                           None if self._best is None else {"best": self._best})
                     fire(self.callbacks, "on_save", self, state.step, path)
                 if stop_after is not None and state.step >= stop_after:
                     break
@@ -317,10 +361,62 @@ class Distiller:
         metrics.close()
         return {"valid": final, "state": asdict(state)}
 
-    def _evaluate(self, metrics: MetricsLog, step: int) -> None:
+    def _evaluate(self, metrics: MetricsLog, step: int) -> bool:
+        """Validate and log; for a stage with early stopping, keep the best weights. True when the stage has run
+        out of patience."""
         values = self.validate()
         metrics.log("valid", step, values)
         fire(self.callbacks, "on_evaluate", self, step, values)
+        return self._track_best(step, values["loss"]) if self.stage.early_stopping else False
+
+    # -- early stopping (XtremeDistil's per-stage early stopping with restored best weights) ------------------
+    def _track_best(self, step: int, loss: float) -> bool:
+        """Record held-out ``loss`` at ``step`` for the current stage; a new best snapshots the weights. True when
+        ``patience`` validations in a row did not improve on the best by ``min_delta``."""
+        patience, min_delta = self.stage.early_stopping
+        rec = self.state.early.setdefault(self.stage.name, {"best": None, "best_step": None, "bad": 0})
+        rec["last_step"] = step
+        if rec["best"] is None or loss < rec["best"] - min_delta:
+            rec.update(best=loss, best_step=step, bad=0)
+            module = self.acc.unwrap_model(self.model)
+            self._best = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+            return False
+        rec["bad"] += 1
+        return rec["bad"] >= patience
+
+    def _restore_best(self) -> None:
+        rec = self.state.early[self.stage.name]
+        if rec["best_step"] != rec["last_step"] and self._best is not None:
+            self.acc.unwrap_model(self.model).load_state_dict(self._best)
+            log.info("stage %s: restored the best weights (held-out loss %.4g at step %d)", self.stage.name,
+                     rec["best"], rec["best_step"])
+        self._best = None
+
+    def _stop_stage(self, state: TrainState, bar) -> None:
+        """Out of patience: restore the best weights and jump to the end of the stage (the learning-rate schedule
+        too, so the next stage starts where it would have)."""
+        rec = state.early[self.stage.name]
+        rec["stopped_at"] = state.step
+        log.info("stage %s: early stop at step %d (no held-out improvement in %d validations)", self.stage.name,
+                 state.step, rec["bad"])
+        self._restore_best()
+        bar.update(self.stage.end - state.step)
+        state.step = self.stage.end
+        self.scheduler.last_epoch = state.step - 1
+        self.scheduler.step()
+
+    def _finish_stage(self, metrics: MetricsLog, state: TrainState) -> None:
+        """The stage ran its steps: validate once more (unless just done) and keep the best weights."""
+        rec = state.early.get(self.stage.name, {})
+        if "stopped_at" in rec:
+            return
+        if rec.get("last_step") != state.step:
+            self._evaluate(metrics, state.step)
+        self._restore_best()
+
+    def _position(self, state: TrainState) -> int:
+        """Micro-batches the current stage's data has given so far."""
+        return state.labelled_micro_step if self.stage.data == "labelled" else state.micro_step
 
     def _stage_start(self, metrics: MetricsLog, state: TrainState, record: bool = True) -> None:
         """Bookkeeping and callbacks of a stage (re-)entered at ``state.step``; ``record`` logs its start."""
@@ -330,6 +426,8 @@ class Distiller:
             log.info("stage %d/%d %r: %d steps from step %d", self.stage.index + 1, len(self.stages),
                      self.stage.name, self.stage.steps, state.step)
         fire(self.callbacks, "on_stage_start", self, self.stage)
+        if record and self.stage.early_stopping and state.step > 0:  # the stage's starting point is its first best
+            self._evaluate(metrics, state.step)
 
     def _mean_over_processes(self, sums: dict[str, Tensor], steps: int) -> dict[str, float]:
         keys = list(sums)

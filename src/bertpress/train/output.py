@@ -129,12 +129,23 @@ def check_resumable(path: Path, recipe: dict[str, Any]) -> None:
             "the original recipe, or use --overwrite / a new output_dir")
 
 
+#: The folder of a run with a task teacher that holds the student with its task head (``student/`` is the encoder).
+TASK_STUDENT_DIR = "task-student"
+
+
 def publish_student(out_dir: Path, student, tokenizer, summary: dict[str, Any],
-                    sentence_stack: Path | None = None) -> Path:
+                    sentence_stack: Path | None = None, *, task: bool = False) -> Path:
     """Write ``out_dir/student/``, the publishable model directory, as a whole and atomically: the student and
     tokenizer, the sentence-transformers stack of the model directory ``sentence_stack`` when it has one, the model
     card (``README.md``), ``recipe.yaml`` and ``bertpress.json``; then the run's own ``bertpress.json`` last (the
-    mark of a finished run). Checkpoints, logs and metrics stay outside it. Returns the student directory."""
+    mark of a finished run). Checkpoints, logs and metrics stay outside it. Returns the student directory.
+    ``task``: the student has a task head: ``student/`` gets the plain encoder and :data:`TASK_STUDENT_DIR` the
+    whole task model (loadable with ``AutoModelFor{Sequence,Token}Classification``)."""
+    if task:
+        with atomic_dir(out_dir / TASK_STUDENT_DIR) as tmp:
+            student.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        student = student.base_model
     target = out_dir / STUDENT_DIR
     with atomic_dir(target) as tmp:
         student.save_pretrained(tmp)

@@ -30,7 +30,13 @@ from bertpress.recipe import Recipe
 from bertpress.train.build import build_run, resolve_recipe
 from bertpress.train.callbacks import Callback
 from bertpress.train.distiller import Distiller
-from bertpress.train.output import check_output_dir, flat_recipe, opened_output_dir, publish_student
+from bertpress.train.output import (
+    TASK_STUDENT_DIR,
+    check_output_dir,
+    flat_recipe,
+    opened_output_dir,
+    publish_student,
+)
 from bertpress.train.precision import resolve_precision
 from bertpress.train.preflight import check_corpus_and_disk
 
@@ -114,17 +120,20 @@ def make_accelerator(mixed_precision: str, *, staged: bool = False, log_with: Se
 
 def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None = None, resume: bool = False,
             overwrite: bool = False, stop_after: int | None = None, accelerator: Accelerator | None = None,
-            callbacks: Sequence[Callback] = ()) -> RunResult:
+            callbacks: Sequence[Callback] = (), teacher_path: str | None = None,
+            labelled: PackedCorpus | None = None) -> RunResult:
     """Run the distillation a recipe describes; returns the output directory and its summary.
 
     ``resume`` continues from the last complete checkpoint; ``overwrite`` replaces a previous run in the output
     directory; ``stop_after`` ends the loop early after that many steps (tests and smoke runs); ``callbacks`` are
-    called at stage start, step end, evaluation and save (:class:`~bertpress.train.callbacks.Callback`).
+    called at stage start, step end, evaluation and save (:class:`~bertpress.train.callbacks.Callback`);
+    ``teacher_path`` and ``labelled`` are the source-task teacher and its labelled examples, which
+    :func:`bertpress.pipeline.distill` prepares for a recipe with ``teacher.source_task``.
     """
     t0 = time.perf_counter()
     recipe = resolve_recipe(recipe, overrides)
     out = Path(recipe.output_dir)
-    run = build_run(recipe)  # first: a schedule's stages fill in train.max_steps, which the resume check compares
+    run = build_run(recipe, teacher_path=teacher_path)  # first: a schedule's stages fill in train.max_steps, which the resume check compares
     check_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
     teacher, student, spec = run.teacher, run.student, recipe.student
     trackers = accelerate_trackers(recipe.train.report_to)
@@ -150,7 +159,8 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
         plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
         distiller = Distiller(teacher=teacher, student=student, stages=run.stages, corpus=corpus,
                               tokenizer=run.tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
-                              mlm_probability=recipe.data.mlm_probability, accelerator=acc, callbacks=callbacks)
+                              mlm_probability=recipe.data.mlm_probability, accelerator=acc, callbacks=callbacks,
+                              labelled=labelled)
     if acc.log_with:  # W&B, MLflow, ... (and trackers of an accelerator passed in)
         acc.init_trackers(recipe.name, config=flat_recipe(recipe.to_dict()))
     result = distiller.run(resume=resume, stop_after=stop_after)
@@ -162,7 +172,7 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
     summary = {
         "bertpress_version": bertpress.__version__,
         "recipe": recipe.to_dict(),
-        "teacher": {"source": recipe.teacher.name_or_path, "description": teacher.describe(),
+        "teacher": {"source": teacher_path or recipe.teacher.name_or_path, "description": teacher.describe(),
                     "parameters": count_parameters(teacher.model),
                     "mlm_head": "fitted (teacher.fit_mlm_head)" if fitted_head else teacher.has_mlm_head},
         "student": {"parameters": count_parameters(final_student), "num_layers": s_config.num_hidden_layers,
@@ -176,6 +186,9 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
         "frozen": distiller.frozen,
         "corpus": corpus.meta,
         "final": result["valid"],
+        **({"early_stopping": result["state"]["early"]} if result["state"]["early"] else {}),
+        **({"task_student": TASK_STUDENT_DIR} if teacher.task else {}),
+        **({"labelled": labelled.meta} if labelled is not None else {}),
         "steps": result["state"]["step"],
         "tokens_seen": result["state"]["tokens"],
         "train_time_s": round(result["state"]["elapsed"], 2),
@@ -189,6 +202,7 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
     }
     if acc.is_main_process:
         publish_student(out, final_student, run.tokenizer, summary,
-                        local_model_dir(resolve_model(recipe.teacher.name_or_path), recipe.teacher.revision))
+                        local_model_dir(resolve_model(recipe.teacher.name_or_path), recipe.teacher.revision),
+                        task=teacher.task is not None)
     acc.wait_for_everyone()
     return RunResult(out, summary)

@@ -37,6 +37,10 @@ class Stage:
     lr_scale: dict[str, float] = field(default_factory=dict)
     #: parameters (names in the distillation module) this stage updates, filled in by the distiller
     trains: list[str] = field(default_factory=list)
+    #: ``transfer`` (the corpus) or ``labelled`` (the source task's labelled examples)
+    data: str = "transfer"
+    #: ``(patience, min_delta)`` of early stopping on the stage's held-out loss, or None
+    early_stopping: tuple[int, float] | None = None
 
     @property
     def end(self) -> int:
@@ -51,7 +55,10 @@ class Stage:
         return {"name": self.name, "start": self.start, "steps": self.steps, "lr": self.lr,
                 "warmup_ratio": self.warmup_ratio, "trainable": self.trainable, "mapping": self.mapping,
                 "objective": self.objective.describe(), "trained_tensors": len(self.trains),
-                **({"lr_scale": self.lr_scale} if self.lr_scale else {})}
+                **({"lr_scale": self.lr_scale} if self.lr_scale else {}),
+                **({"data": self.data} if self.data != "transfer" else {}),
+                **({"early_stopping": {"patience": self.early_stopping[0], "min_delta": self.early_stopping[1]}}
+                   if self.early_stopping else {})}
 
 
 def stage_at(stages: Sequence[Stage], step: int) -> Stage:
