@@ -7,21 +7,22 @@ Packaged teacher (all-MiniLM-L6-v2, 6L-384H) -> 3-layer, 384-wide students that 
 * ``copy-1-3-6``: no distillation (what a user gets for free);
 * ``tinybert-top-probs``: the quality benchmark's best task-agnostic recipe (hidden + attention-probability MSE on the
   Wikipedia shards, 150 steps x 16 blocks x 128 = 307,200 tokens), rebuilt bit for bit by that benchmark's code;
-* ``xtremedistil``: ``recipes/xtremedistil.yaml`` (source task SST-2, teacher fine-tuned on 20,000 of its training
-  sentences; transfer data = Wikipedia sentences + SST-2 inputs), its stages sized so that the run sees at most the
+* ``xtremedistil-<source>``: ``recipes/xtremedistil.yaml`` (source task SST-2 as shipped, or another with
+  ``--source``: a pair task reads sentence pairs; teacher fine-tuned on at most 20,000 of its training examples;
+  transfer data = Wikipedia sentences or pairs + the task's inputs), its stages sized so that the run sees at most the
   same 307,200 tokens: half in the representation stage, 40% over the five logit stages, 10% over the five labelled
   stages (stage steps from the measured mean example length; early stopping may end stages sooner).
 
 Phases (each resumable; results rewritten after each)::
 
-    python benchmarks/xtremedistil/run.py [--phases teacher distill evaluate] [--out-dir runs/xtremedistil-bench]
+    python benchmarks/xtremedistil/run.py [--source sst2] [--phases teacher distill evaluate] [--out-dir DIR]
 
-``teacher`` fine-tunes the source-task teacher (cached under ``--out-dir``/cache/teachers) and records its SST-2 dev
+``teacher`` fine-tunes the source-task teacher (cached under ``--out-dir``/cache/teachers) and records its dev
 score; ``distill`` trains the XtremeDistil student (resuming from its checkpoints) and rebuilds the two baselines;
-``evaluate`` fine-tunes every student (and the teacher) on the held-out tasks RTE, MRPC, STS-B, CoLA and CoNLL-2003
-(default task recipes, 3 seeds) plus zero-shot STS-B and SST-2 (the source task, 20,000 training sentences, 1 seed),
-scores the XtremeDistil task student on SST-2 dev as it is, and writes ``results/results.{json,md,png}`` (the
-``bertpress evaluate`` report) and ``results/phases/source.json``. Fine-tuning results are cached in
+``evaluate`` fine-tunes every student (and the teacher) on the tasks held out from the source among RTE, MRPC,
+STS-B, CoLA and CoNLL-2003 (default task recipes, 3 seeds) plus zero-shot STS-B and SST-2 (20,000 training
+sentences, 1 seed), scores the XtremeDistil task student on its source task's dev set as it is, and writes
+``results/<source>/results.{json,md,png}`` (the ``bertpress evaluate`` report) and ``results/phases/source-<source>.json``. Fine-tuning results are cached in
 ``results/cache`` (committed); entries the quality, CVT and MobileBERT benchmarks already computed for the same
 models and settings are reused from their caches.
 """
@@ -67,6 +68,9 @@ BUDGET_TOKENS = 150 * 16 * 128
 SHARES = {"representation": 0.5, "logits": 0.4, "labelled": 0.1}
 SST2_CAP = 20_000
 HELD_OUT = ("rte", "mrpc", "stsb", "cola", "conll2003", "stsb-zeroshot")
+#: source tasks the script knows: the transfer unit their inputs come in
+SOURCES = {"sst2": "sentences", "cola": "sentences", "mrpc": "pairs", "rte": "pairs", "stsb": "pairs",
+           "conll2003": "sentences"}
 SEEDS = [1, 2, 3]
 #: caches of earlier benchmarks holding results for the same models and settings (read, copied into ours)
 FALLBACK_CACHES = [ROOT / "benchmarks" / "quality" / "results" / "finetune" / "cache",
@@ -82,13 +86,16 @@ def quality_module() -> ModuleType:
     return module
 
 
-def base_recipe(out_dir: Path, batch_size: int) -> dict[str, Any]:
-    """``recipes/xtremedistil.yaml`` with the benchmark's paths, caches and source-task cap (schedule not sized)."""
+def base_recipe(out_dir: Path, batch_size: int, source: str = "sst2") -> dict[str, Any]:
+    """``recipes/xtremedistil.yaml`` with the benchmark's source task, paths, caches and training-set cap
+    (schedule not sized)."""
     recipe = yaml.safe_load((ROOT / "recipes" / "xtremedistil.yaml").read_text())
-    recipe["output_dir"] = str(out_dir / "xtremedistil")
-    recipe["teacher"]["source_task"]["settings"] = {"max_train_examples": SST2_CAP}
-    recipe["data"] = {**recipe["data"], "cache_dir": str(out_dir / "cache"),
-                      "sources": [str(default_data_dir() / CORPUS), {"task": "sst2"}]}
+    recipe["name"] = f"xtremedistil-{source}"
+    recipe["output_dir"] = str(out_dir / f"xtremedistil-{source}")
+    recipe["teacher"]["source_task"] = {**recipe["teacher"]["source_task"], "task": source,
+                                        "settings": {"max_train_examples": SST2_CAP}}
+    recipe["data"] = {**recipe["data"], "cache_dir": str(out_dir / "cache"), "unit": SOURCES[source],
+                      "sources": [str(default_data_dir() / CORPUS), {"task": source}]}
     recipe["train"] = {**recipe["train"], "batch_size": batch_size, "eval_every": 10, "save_every": 50}
     return recipe
 
@@ -103,14 +110,14 @@ def sized_schedule(mean_transfer: float, mean_labelled: float, batch_size: int, 
             "labelled_steps": max(1, math.floor(SHARES["labelled"] * budget / (groups * batch_size * mean_labelled)))}
 
 
-def xtremedistil_recipe(out_dir: Path, batch_size: int) -> dict[str, Any]:
+def xtremedistil_recipe(out_dir: Path, batch_size: int, source: str) -> dict[str, Any]:
     """The XtremeDistil student's recipe at the budget (reads the transfer and labelled sets to size its stages)."""
     from transformers import AutoTokenizer
 
     from bertpress.models.teacher import resolve_model
     from bertpress.pipeline import labelled_examples
 
-    recipe = base_recipe(out_dir, batch_size)
+    recipe = base_recipe(out_dir, batch_size, source)
     parsed = recipe_from_dict(recipe)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(PACKAGED_TEACHER))
     transfer = load_corpus(parsed.data, tokenizer, seed=parsed.seed)
@@ -122,14 +129,14 @@ def xtremedistil_recipe(out_dir: Path, batch_size: int) -> dict[str, Any]:
     return recipe
 
 
-def teacher_phase(out_dir: Path, batch_size: int) -> None:
-    """Fine-tune (or find) the SST-2 teacher; record its dev score."""
+def teacher_phase(out_dir: Path, batch_size: int, source: str) -> None:
+    """Fine-tune (or find) the source-task teacher; record its dev score."""
     from bertpress.pipeline import source_task_teacher
 
-    path, record = source_task_teacher(recipe_from_dict(base_recipe(out_dir, batch_size)), progress=False)
-    atomic_write_json(RESULTS / "phases" / "teacher.json", {"dir": str(path.relative_to(out_dir)), **record,
+    path, record = source_task_teacher(recipe_from_dict(base_recipe(out_dir, batch_size, source)), progress=False)
+    atomic_write_json(RESULTS / "phases" / f"teacher-{source}.json", {"dir": str(path.relative_to(out_dir)), **record,
                                                              "machine_after": conditions()})
-    print(f"[xtremedistil] teacher SST-2 dev: {record['metrics']}", flush=True)
+    print(f"[xtremedistil] teacher {source} dev: {record['metrics']}", flush=True)
 
 
 def baselines(out_dir: Path) -> dict[str, Path]:
@@ -142,18 +149,18 @@ def baselines(out_dir: Path) -> dict[str, Path]:
     return {"copy-1-3-6": copy, "tinybert-top-probs": Path(summary["recipe"]["output_dir"])}
 
 
-def distill_phase(out_dir: Path, batch_size: int) -> None:
+def distill_phase(out_dir: Path, batch_size: int, source: str) -> None:
     """Train (resume, or reuse) the XtremeDistil student and build the baselines; record what each cost."""
     from bertpress.pipeline import distill
 
-    run = out_dir / "xtremedistil"
+    run = out_dir / f"xtremedistil-{source}"
     if not (run / "bertpress.json").is_file():
-        recipe = xtremedistil_recipe(out_dir, batch_size)
+        recipe = xtremedistil_recipe(out_dir, batch_size, source)
         resume = latest_checkpoint(run / "checkpoints") is not None
         print(f"[xtremedistil] {'resuming' if resume else 'starting'}: {recipe['schedule']}", flush=True)
         distill(recipe, resume=resume, overwrite=not resume)
     summary = json.loads((run / "bertpress.json").read_text())
-    record = {"xtremedistil": {key: summary.get(key) for key in (
+    record = {run.name: {key: summary.get(key) for key in (
         "steps", "tokens_seen", "train_time_s", "train_cpu_s", "early_stopping", "labelled")}
         | {"stages": [(s["name"], s["steps"]) for s in summary["stages"]], "schedule": summary["recipe"]["schedule"]}}
     for name, path in baselines(out_dir).items():
@@ -162,7 +169,7 @@ def distill_phase(out_dir: Path, batch_size: int) -> None:
         record[name] = {"tokens_seen": s.get("tokens_seen", 0), "train_time_s": s.get("train_time_s", 0.0)}
     record["budget_tokens"] = BUDGET_TOKENS
     record["machine_after"] = conditions()
-    atomic_write_json(RESULTS / "phases" / "distill.json", record)
+    atomic_write_json(RESULTS / "phases" / f"distill-{source}.json", record)
     print(f"[xtremedistil] distill: {record}", flush=True)
 
 
@@ -181,40 +188,46 @@ class SeededCache(ResultCache):
         return found
 
 
-def source_score(out_dir: Path) -> dict[str, Any]:
-    """SST-2 dev metrics of the XtremeDistil task student as it is (no further training)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def source_score(out_dir: Path, source: str) -> dict[str, Any]:
+    """Dev metrics of the XtremeDistil task student on its source task as it is (no further training)."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
 
-    from bertpress.evaluate.classify import GlueRunner
+    from bertpress.evaluate.suite import RUNNERS
 
-    path = out_dir / "xtremedistil" / "task-student"
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    settings = resolve_settings(["sst2"])["sst2"]
-    return GlueRunner(load_task("sst2", default_data_dir(), "tsv")).evaluate(
-        model, AutoTokenizer.from_pretrained(path), settings, progress=False)
+    path = out_dir / f"xtremedistil-{source}" / "task-student"
+    data = load_task(source, default_data_dir())
+    auto = AutoModelForTokenClassification if data.info.kind == "ner" else AutoModelForSequenceClassification
+    return RUNNERS[data.info.kind](data).evaluate(auto.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path),
+                                                  resolve_settings([source])[source], progress=False)
 
 
-def evaluate_phase(out_dir: Path, command: str, with_teacher: bool) -> None:
-    """Fine-tune every student (and the teacher) on the held-out tasks and SST-2; write the report."""
-    paths = {**baselines(out_dir), "xtremedistil": out_dir / "xtremedistil"}
+def evaluate_phase(out_dir: Path, command: str, with_teacher: bool, source: str) -> None:
+    """Fine-tune every student (and the teacher) on the tasks held out from ``source`` and SST-2; write the report."""
+    paths = {**baselines(out_dir), f"xtremedistil-{source}": out_dir / f"xtremedistil-{source}"}
     students = [model_spec(f"{label}={path}") for label, path in paths.items()]
     teacher = model_spec(f"all-MiniLM-L6-v2={PACKAGED_TEACHER}") if with_teacher else None
-    tasks = [load_task(t, default_data_dir(), *(() if t == "conll2003" else ("tsv",))) for t in (*HELD_OUT, "sst2")]
-    settings = resolve_settings([*HELD_OUT, "sst2"], [f"{t}.seeds={json.dumps(SEEDS)}" for t in HELD_OUT
-                                                      if t != "stsb-zeroshot"] + [f"sst2.max_train_examples={SST2_CAP}"])
+    names = [t for t in HELD_OUT if t != source] + ["sst2"]
+    tasks = [load_task(t, default_data_dir(), *(() if t == "conll2003" else ("tsv",))) for t in names]
+    settings = resolve_settings(names, [f"{t}.seeds={json.dumps(SEEDS)}" for t in names if t in HELD_OUT
+                                        and t != "stsb-zeroshot"] + [f"sst2.max_train_examples={SST2_CAP}"])
     report = run_compare(students, tasks, settings, SeededCache(RESULTS / "cache"), teacher=teacher, latency=False,
                          data_dir=default_data_dir(), command=command, progress=False)
-    write_report(report, RESULTS)
-    teacher_record = json.loads((RESULTS / "phases" / "teacher.json").read_text())
-    atomic_write_json(RESULTS / "phases" / "source.json", {
-        "task": "sst2", "teacher_finetuned": teacher_record["metrics"], "task_student": source_score(out_dir),
+    write_report(report, RESULTS / source)
+    teacher_record = json.loads((RESULTS / "phases" / f"teacher-{source}.json").read_text())
+    atomic_write_json(RESULTS / "phases" / f"source-{source}.json", {
+        "task": source, "teacher_finetuned": teacher_record["metrics"], "task_student": source_score(out_dir, source),
         "machine_after": conditions()})
-    print((RESULTS / "results.md").read_text().split("\n\n")[0], flush=True)
+    print((RESULTS / source / "results.md").read_text().split("\n\n")[0], flush=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
+    p.add_argument("--source", choices=list(SOURCES), default="sst2", help="the source task")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-teacher", action="store_true", help="evaluate: leave the teacher out (no retention column)")
     p.add_argument("--out-dir", type=Path, default=ROOT / "runs" / "xtremedistil-bench")
@@ -223,11 +236,11 @@ def main() -> None:
     command = shlex.join(["python", "benchmarks/xtremedistil/run.py", *sys.argv[1:]])
     for phase in args.phases:
         if phase == "teacher":
-            teacher_phase(args.out_dir, args.batch_size)
+            teacher_phase(args.out_dir, args.batch_size, args.source)
         elif phase == "distill":
-            distill_phase(args.out_dir, args.batch_size)
+            distill_phase(args.out_dir, args.batch_size, args.source)
         else:
-            evaluate_phase(args.out_dir, command, not args.no_teacher)
+            evaluate_phase(args.out_dir, command, not args.no_teacher, args.source)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,12 @@ def test_benchmark_recipe_is_the_shipped_one_with_its_budget(tmp_path, benchmark
     assert r.schedule.name == "xtremedistil" and r.schedule.representation_steps == 160
     assert r.student.init_args == {"layers": [1, 3, 6]} and r.data.unit == "sentences"
     assert r.data.cache_dir == str(tmp_path / "cache") and r.train.batch_size == 32
+
+
+def test_a_pair_source_task_reads_sentence_pairs(tmp_path, benchmark_script):
+    bench = benchmark_script("xtremedistil")
+    recipe = bench.base_recipe(tmp_path, batch_size=16, source="mrpc")
+    recipe["schedule"] |= bench.sized_schedule(40.0, 50.0, 16, 3)
+    r = resolve_recipe(recipe)
+    assert r.teacher.source_task.task == "mrpc" and r.data.unit == "pairs"
+    assert r.data.sources[1].task == "mrpc" and r.output_dir == str(tmp_path / "xtremedistil-mrpc")
