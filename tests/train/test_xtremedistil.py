@@ -184,6 +184,19 @@ def test_stage_two_loss_is_the_mse_of_student_and_teacher_logits(tmp_path, tiny_
     assert result.summary["final"]["logits"] == pytest.approx(np.mean(losses), rel=1e-4)
 
 
+def test_tokens_seen_counts_the_real_tokens_of_padded_examples(tmp_path, tiny_teacher_bare, tiny_corpus, task_data):
+    """One epoch of the transfer set at batch size 1: tokens_seen is the number of non-padding tokens in it."""
+    recipe = xd_recipe(tmp_path, tiny_teacher_bare, tiny_corpus, task_data, labelled_steps=0, unfreeze="none")
+    tokenizer = load_teacher(str(tiny_teacher_bare)).tokenizer
+    corpus = load_corpus(recipe_from_dict(recipe).data, tokenizer)
+    rows = np.asarray(corpus.blocks)[corpus.train_index]
+    n, real = len(rows), int((rows != tokenizer.pad_token_id).sum())
+    assert real < rows.size  # the examples are padded
+    recipe["schedule"] |= {"representation_steps": n // 2, "logit_steps": n - n // 2, "patience": None}
+    recipe["train"] |= {"batch_size": 1, "eval_every": n, "save_every": 0}
+    assert distill(recipe).summary["tokens_seen"] == real
+
+
 def test_early_stopping_restores_the_best_weights(tmp_path, tiny_teacher_bare, tiny_corpus, task_data):
     """A learning rate that makes the held-out loss climb: the stage stops after `patience` validations without
     improvement, and the next stage starts from the weights of the best validation, not the last."""

@@ -309,7 +309,9 @@ class Distiller:
                         state.labelled_micro_step += 1
                     else:
                         state.micro_step += 1
-                    state.tokens += batch["input_ids"].numel() * acc.num_processes
+                    # padded examples (sentence/pair units) count their real tokens; packed blocks have no padding
+                    seen = int(batch["attention_mask"].sum()) if self.batcher.trim else batch["input_ids"].numel()
+                    state.tokens += seen * acc.num_processes
                     for k, v in {"loss": loss, **terms}.items():
                         step_terms[k] = step_terms.get(k, 0.0) + v.detach().float() / cfg.grad_accum
                 if skip:
