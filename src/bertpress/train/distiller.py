@@ -42,6 +42,7 @@ from bertpress.train.checkpoint import (
     save_checkpoint,
 )
 from bertpress.train.data import Batcher, BlockDataset, LabelledDataset, ResumableBatchSampler
+from bertpress.train.early_stopping import BestWeights
 from bertpress.train.metrics import MetricsLog
 from bertpress.train.precision import resolve_precision
 from bertpress.train.stages import ScaledSchedule, Stage, StageSchedule, lr_scales, stage_at, trainable_ids
@@ -107,7 +108,6 @@ class Distiller:
                                        trim=d.meta.get("unit", "blocks") != "blocks", token_types=segments and d.meta.get(
                                            "unit", "blocks") != "blocks") for name, d in self.datasets.items()}
         self.batcher = self.batchers["transfer"]
-        self._best: dict[str, Tensor] | None = None  # the best weights of the stage being early-stopped
         self.module = DistillModule(student, [s.objective for s in self.stages], compile_student=train.compile)
         self.teacher_tap: FeatureTap | None = None
         self.stage = self.stages[0]
@@ -132,6 +132,7 @@ class Distiller:
         self.acc.register_for_checkpointing(self.scheduler)
         self.ckpt_root = self.out_dir / "checkpoints"
         self.state = TrainState()
+        self.early = BestWeights(self.state.early)
 
     # -- set-up -----------------------------------------------------------------------------------------------
     def _enter(self, stage: Stage) -> None:
@@ -258,13 +259,14 @@ class Distiller:
         if ckpt is not None:
             state = self.state = load_checkpoint(acc, ckpt)
             extra = load_extra(ckpt)
-            self._best = None if extra is None else extra.get("best")
+            self.early = BestWeights(state.early, None if extra is None else extra.get("best"))
             if state.precision and state.precision != acc.mixed_precision:
                 log.warning("resumed with mixed_precision %s where the run trained with %s (train.mixed_precision: "
                             "auto on another machine?): the result will differ from an uninterrupted run",
                             acc.mixed_precision, state.precision)
         else:
             set_seed(self.seed)
+            self.early = BestWeights(state.early)
         state.precision = acc.mixed_precision
         metrics = MetricsLog(self.out_dir, enabled=acc.is_main_process, resume_step=state.step if ckpt else None,
                              tensorboard="tensorboard" in cfg.report_to,
@@ -349,7 +351,7 @@ class Distiller:
                 boundary = state.step == self.stage.end and state.step < cfg.max_steps
                 if cfg.save_every and state.step < cfg.max_steps and (state.step % cfg.save_every == 0 or boundary):
                     path = save_checkpoint(acc, self.ckpt_root, state, cfg.keep_checkpoints,
-                                           None if self._best is None else {"best": self._best})
+                                           None if self.early.best is None else {"best": self.early.best})
                     fire(self.callbacks, "on_save", self, state.step, path)
                 if stop_after is not None and state.step >= stop_after:
                     break
@@ -369,39 +371,15 @@ class Distiller:
         values = self.validate()
         metrics.log("valid", step, values)
         fire(self.callbacks, "on_evaluate", self, step, values)
-        return self._track_best(step, values["loss"]) if self.stage.early_stopping else False
-
-    # -- early stopping (XtremeDistil's per-stage early stopping with restored best weights) ------------------
-    def _track_best(self, step: int, loss: float) -> bool:
-        """Record held-out ``loss`` at ``step`` for the current stage; a new best snapshots the weights. True when
-        ``patience`` validations in a row did not improve on the best by ``min_delta``."""
-        patience, min_delta = self.stage.early_stopping
-        rec = self.state.early.setdefault(self.stage.name, {"best": None, "best_step": None, "bad": 0})
-        rec["last_step"] = step
-        if rec["best"] is None or loss < rec["best"] - min_delta:
-            rec.update(best=loss, best_step=step, bad=0)
-            module = self.acc.unwrap_model(self.model)
-            self._best = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        if not self.stage.early_stopping:
             return False
-        rec["bad"] += 1
-        return rec["bad"] >= patience
-
-    def _restore_best(self) -> None:
-        rec = self.state.early[self.stage.name]
-        if rec["best_step"] != rec["last_step"] and self._best is not None:
-            self.acc.unwrap_model(self.model).load_state_dict(self._best)
-            log.info("stage %s: restored the best weights (held-out loss %.4g at step %d)", self.stage.name,
-                     rec["best"], rec["best_step"])
-        self._best = None
+        return self.early.track(self.stage.name, self.stage.early_stopping, step, values["loss"], self._unwrapped())
 
     def _stop_stage(self, state: TrainState, bar) -> None:
         """Out of patience: restore the best weights and jump to the end of the stage (the learning-rate schedule
         too, so the next stage starts where it would have)."""
-        rec = state.early[self.stage.name]
-        rec["stopped_at"] = state.step
-        log.info("stage %s: early stop at step %d (no held-out improvement in %d validations)", self.stage.name,
-                 state.step, rec["bad"])
-        self._restore_best()
+        self.early.stopped(self.stage.name, state.step)
+        self.early.restore(self.stage.name, self._unwrapped())
         bar.update(self.stage.end - state.step)
         state.step = self.stage.end
         self.scheduler.last_epoch = state.step - 1
@@ -409,12 +387,11 @@ class Distiller:
 
     def _finish_stage(self, metrics: MetricsLog, state: TrainState) -> None:
         """The stage ran its steps: validate once more (unless just done) and keep the best weights."""
-        rec = state.early.get(self.stage.name, {})
-        if "stopped_at" in rec:
+        if self.early.has_stopped(self.stage.name):
             return
-        if rec.get("last_step") != state.step:
+        if self.early.last_validated(self.stage.name) != state.step:
             self._evaluate(metrics, state.step)
-        self._restore_best()
+        self.early.restore(self.stage.name, self._unwrapped())
 
     def _position(self, state: TrainState) -> int:
         """Micro-batches the current stage's data has given so far."""
@@ -455,5 +432,8 @@ class Distiller:
             f"train.lr or check the data; resume from {last or 'the start'} with --resume, or set "
             f"train.on_nonfinite: skip", exit_code=3)
 
+    def _unwrapped(self) -> DistillModule:
+        return self.acc.unwrap_model(self.model)
+
     def student(self) -> PreTrainedModel:
-        return self.acc.unwrap_model(self.model).student
+        return self._unwrapped().student
