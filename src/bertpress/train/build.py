@@ -195,20 +195,22 @@ def only_layers(objective: Objective, layers: list[int], ctx: ObjectiveContext, 
 
 
 def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None, *,
-              teacher_path: str | None = None) -> Run:
+              teacher_path: str | None = None, teacher: Teacher | None = None) -> Run:
     """Teacher → student configuration → mappings → objectives → student, as ``recipe`` says.
 
     Cheap checks that need the models but no corpus run here (sequence length, mask token, precision, logits
     without a head, the initialiser's shape checks), so a bad recipe fails before anything is written.
     ``teacher_path``: the teacher to load instead of ``teacher.name_or_path`` (the source-task teacher that
-    :func:`bertpress.pipeline.distill` fine-tuned); a recipe with ``teacher.source_task`` needs it.
+    :func:`bertpress.pipeline.distill` fine-tuned); a recipe with ``teacher.source_task`` needs it. ``teacher``:
+    that teacher already loaded (several runs share it).
     """
     recipe = resolve_recipe(recipe, overrides)
     if recipe.teacher.source_task is not None and teacher_path is None:
         raise BertpressError("teacher.source_task: the teacher is fine-tuned on the task before distilling: run the "
                              "recipe with bertpress distill (or bertpress.distill), which does it and caches it")
-    teacher = load_teacher(teacher_path or recipe.teacher.name_or_path, revision=recipe.teacher.revision,
-                           mlm_head=recipe.teacher.mlm_head)
+    if teacher is None:
+        teacher = load_teacher(teacher_path or recipe.teacher.name_or_path, revision=recipe.teacher.revision,
+                               mlm_head=recipe.teacher.mlm_head)
     if recipe.teacher.source_task is not None and teacher.task is None:
         raise BertpressError(f"teacher {teacher_path}: not a fine-tuned classifier or tagger (config architectures "
                              "*ForSequenceClassification / *ForTokenClassification)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +28,7 @@ from transformers import PreTrainedModel
 from bertpress.data.corpus import PackedCorpus
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import anatomy
-from bertpress.models.features import FeatureTap, teacher_forward
+from bertpress.models.features import Features, FeatureTap, teacher_forward
 from bertpress.models.teacher import Teacher
 from bertpress.objectives.base import Objective
 from bertpress.optim import decay_groups
@@ -110,6 +110,8 @@ class Distiller:
         self.batcher = self.batchers["transfer"]
         self.module = DistillModule(student, [s.objective for s in self.stages], compile_student=train.compile)
         self.teacher_tap: FeatureTap | None = None
+        #: the teacher forward of training batches, when a cohort shares one (``inputs -> Features``)
+        self.shared_teacher: Callable[[dict[str, Tensor]], Features] | None = None
         self.stage = self.stages[0]
         self.frozen = self._stage_parameters(student)
         trained = {n for stage in self.stages for n in stage.trains}
@@ -215,8 +217,9 @@ class Distiller:
     # -- steps ------------------------------------------------------------------------------------------------
     def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with self.acc.autocast():
-            t_feats = teacher_forward(self.teacher_tap, inference_mode=self.cfg.teacher_inference_mode,
-                                      **self._inputs(batch))
+            inputs = self._inputs(batch)
+            t_feats = (self.shared_teacher(inputs) if self.shared_teacher is not None else
+                       teacher_forward(self.teacher_tap, inference_mode=self.cfg.teacher_inference_mode, **inputs))
             return self.model(batch, t_feats)
 
     @torch.no_grad()
@@ -253,6 +256,16 @@ class Distiller:
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self, *, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``max_steps`` (or until ``stop_after`` steps, for tests); returns final metrics."""
+        steps = self.steps(resume=resume, stop_after=stop_after)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def steps(self, *, resume: bool = False, stop_after: int | None = None) -> Generator[int, None, dict[str, Any]]:
+        """:meth:`run` one optimizer step at a time: yields the step number after each step and returns the final
+        metrics (a cohort, :mod:`bertpress.train.cohort`, advances several distillers in lockstep this way)."""
         cfg, acc = self.cfg, self.acc
         state = self.state = TrainState()
         ckpt = latest_checkpoint(self.ckpt_root) if resume else None
@@ -355,6 +368,7 @@ class Distiller:
                     fire(self.callbacks, "on_save", self, state.step, path)
                 if stop_after is not None and state.step >= stop_after:
                     break
+                yield state.step
         finally:
             bar.close()
         final = self.validate()
