@@ -44,6 +44,7 @@ from bertpress.train.checkpoint import (
 from bertpress.train.data import Batcher, BlockDataset, LabelledDataset, ResumableBatchSampler
 from bertpress.train.early_stopping import BestWeights
 from bertpress.train.metrics import MetricsLog
+from bertpress.train.nonfinite import NonFiniteGuard
 from bertpress.train.precision import resolve_precision
 from bertpress.train.stages import ScaledSchedule, Stage, StageSchedule, lr_scales, stage_at, trainable_ids
 
@@ -135,6 +136,7 @@ class Distiller:
         self.ckpt_root = self.out_dir / "checkpoints"
         self.state = TrainState()
         self.early = BestWeights(self.state.early)
+        self.guard = NonFiniteGuard(train, self.acc, self.ckpt_root)
 
     # -- set-up -----------------------------------------------------------------------------------------------
     def _enter(self, stage: Stage) -> None:
@@ -268,6 +270,7 @@ class Distiller:
         metrics (a cohort, :mod:`bertpress.train.cohort`, advances several distillers in lockstep this way)."""
         cfg, acc = self.cfg, self.acc
         state = self.state = TrainState()
+        self.guard.pending.clear()
         ckpt = latest_checkpoint(self.ckpt_root) if resume else None
         if ckpt is not None:
             state = self.state = load_checkpoint(acc, ckpt)
@@ -315,7 +318,7 @@ class Distiller:
                     ctx = acc.no_sync(self.model) if not last and acc.num_processes > 1 else nullcontext()
                     with ctx:
                         loss, terms = self._loss(batch)
-                        bad = self._nonfinite(loss, terms, state)
+                        bad = self.guard.skip(state.step + 1, loss, terms)
                         if bad:
                             skip = True
                         else:
@@ -339,6 +342,8 @@ class Distiller:
                     self.optimizer.zero_grad(set_to_none=True)
                 self.scheduler.step()
                 state.step += 1
+                if self.guard.due(state.step, self.stage.end, stop_after):
+                    self.guard.check()
                 for k, v in step_terms.items():
                     window[k] = window.get(k, 0.0) + v
                 window_steps += 1
@@ -428,23 +433,6 @@ class Distiller:
         if self.acc.num_processes > 1:
             stacked = self.acc.reduce(stacked, reduction="mean")
         return dict(zip(keys, stacked.tolist(), strict=True))
-
-    def _nonfinite(self, loss: Tensor, terms: dict[str, Tensor], state: TrainState) -> bool:
-        """True when the loss is NaN/Inf on any process; stops the run unless ``on_nonfinite: skip``."""
-        flag = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=self.acc.device)
-        if self.acc.num_processes > 1:
-            flag = self.acc.reduce(flag, reduction="sum")
-        if flag.item() == 0:
-            return False
-        bad = next((k for k, v in terms.items() if not torch.isfinite(v).item()), "loss")
-        if self.cfg.on_nonfinite == "skip":
-            log.warning("non-finite loss at step %d (term %r): batch skipped", state.step + 1, bad)
-            return True
-        last = latest_checkpoint(self.ckpt_root)
-        raise BertpressError(
-            f"non-finite loss at step {state.step + 1} (term {bad!r} = {float(terms.get(bad, loss).detach())}): lower "
-            f"train.lr or check the data; resume from {last or 'the start'} with --resume, or set "
-            f"train.on_nonfinite: skip", exit_code=3)
 
     def _unwrapped(self) -> DistillModule:
         return self.acc.unwrap_model(self.model)
