@@ -19,7 +19,7 @@ LAYERS = {
     "models": 2, "data": 2,
     "init": 3, "objectives": 3,
     "recipe": 4, "train": 4,
-    "evaluate": 5, "search": 5, "quickstart": 5, "pipeline": 5, "recipe_reference": 5, "export": 5, "baselines": 5,
+    "evaluate": 5, "search": 5, "nas": 5, "quickstart": 5, "pipeline": 5, "recipe_reference": 5, "export": 5, "baselines": 5,
     "cli": 6, "__main__": 6,
 }
 
