@@ -17,9 +17,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "bertpress"
 LAYERS = {
     "bertpress": 1, "errors": 1, "atomic": 1, "hashing": 1, "config": 1, "registry": 1, "optim": 1, "progress": 1,
     "models": 2, "data": 2,
-    "init": 3, "objectives": 3,
+    "init": 3, "objectives": 3, "nas": 3,
     "recipe": 4, "train": 4,
-    "evaluate": 5, "search": 5, "nas": 5, "quickstart": 5, "pipeline": 5, "recipe_reference": 5, "export": 5, "baselines": 5,
+    "evaluate": 5, "search": 5, "quickstart": 5, "pipeline": 5, "recipe_reference": 5, "export": 5, "baselines": 5,
     "cli": 6, "__main__": 6,
 }
 

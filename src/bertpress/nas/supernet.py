@@ -2,7 +2,8 @@
 
 * :func:`rewire` reorders a model's heads, per-head dims, FFN neurons and hidden dims by ETD-Impt importance, most
   important first (DynaBERT's network rewiring, Hou et al., 2020): the same function (up to the order of the hidden
-  dims), and every leading slice becomes the ETD-Impt extraction of its shape.
+  dims), and every leading slice becomes the ETD-Impt extraction of its shape. In a recipe: ``init: etd-impt`` with
+  ``init_args: {order: importance}``.
 * :class:`Supernet` runs a sub-network as ``torch.func.functional_call`` of a small *shell* model of the
   sub-network's shape (a plain HF model whose own weights are on the meta device) with differentiable slices of the
   supernet's parameters, laid out by ETD's extraction (:func:`bertpress.init.extract.sliced_parameters`): gradients
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from bertpress.errors import BertpressError
-from bertpress.init.etd import choose_layers
+from bertpress.init.etd import build_plan, choose_layers
 from bertpress.init.extract import ExtractionPlan, extract, sliced_parameters
 from bertpress.init.importance import Importance
 from bertpress.models.anatomy import anatomy, layer_width_parts, mlm_head_parts
@@ -29,26 +30,13 @@ from bertpress.models.student import StudentShape, build_student, student_config
 from bertpress.nas.space import Arch, ArchSpace
 
 
-def _order(score: Tensor) -> list[int]:
-    """Indices by decreasing score (ties to the lower index)."""
-    return torch.sort(score, descending=True, stable=True).indices.tolist()
-
-
-def rewire_plan(model: PreTrainedModel, scores: Importance) -> ExtractionPlan:
-    """The full-size extraction plan that lists every unit of ``model`` by decreasing importance."""
-    parts = anatomy(model)
-    d = parts.head_dim
-    heads = [_order(scores.heads[i]) for i in range(parts.num_layers)]
-    return ExtractionPlan(
-        layers=list(range(1, parts.num_layers + 1)), hidden_dims=_order(scores.hidden), heads=heads,
-        head_dims=[[_order(scores.head_dims[i, h * d:(h + 1) * d]) for h in heads[i]] for i in range(parts.num_layers)],
-        neurons=[_order(scores.neurons[i]) for i in range(parts.num_layers)])
-
-
 def rewire(model: PreTrainedModel, scores: Importance) -> tuple[PreTrainedModel, ExtractionPlan]:
-    """A copy of ``model`` with its units reordered by ``scores`` (most important first), and the plan used (its
-    ``hidden_dims[j]`` is the original dim now at ``j``)."""
-    plan = rewire_plan(model, scores)
+    """A copy of ``model`` with its units reordered by ``scores`` (most important first) and the plan used (its
+    ``hidden_dims[j]`` is the original dim now at ``j``): the full-size ETD-Impt extraction with
+    ``order: importance``, which a recipe gets as ``init: etd-impt`` with ``init_args: {order: importance}``."""
+    parts = anatomy(model)
+    plan = build_plan(parts, model.config, list(range(1, parts.num_layers + 1)), scores, torch.Generator(),
+                      ranked=True)
     out = copy.deepcopy(model)
     extract(model, out, plan)
     return out, plan
@@ -95,7 +83,8 @@ class Supernet:
         """A model of ``arch``'s shape whose parameters live on the meta device (its buffers are real): the module
         structure :meth:`__call__` runs with sliced supernet weights (cached per shape)."""
         if arch not in self._shells:
-            shell = build_student(self.config(arch), mlm_head=self.mlm_head)
+            with torch.random.fork_rng(devices=[]):  # building one must not move the run's RNG (dropout, resume)
+                shell = build_student(self.config(arch), mlm_head=self.mlm_head)
             meta: dict[int, nn.Parameter] = {}
             for module in shell.modules():
                 for name, param in list(module._parameters.items()):
@@ -125,6 +114,7 @@ class Supernet:
     @torch.no_grad()
     def extract(self, arch: Arch) -> PreTrainedModel:
         """Sub-network ``arch`` as a plain HF model with its own copy of the weights."""
-        student = build_student(self.config(arch), mlm_head=self.mlm_head)
+        with torch.random.fork_rng(devices=[]):
+            student = build_student(self.config(arch), mlm_head=self.mlm_head)
         extract(self.model, student, self.plan(arch))
         return student.train(self.model.training)

@@ -33,11 +33,12 @@ from bertpress.recipe.sections import (
     TrainSpec,
 )
 from bertpress.recipe.stages import PART, EarlyStoppingSpec, StageSpec
+from bertpress.recipe.supernet import SupernetSpaceSpec, SupernetSpec
 
 __all__ = ["PART", "RESULT_NEUTRAL_FIELDS", "DataSpec", "EarlyStoppingSpec", "HubDataset", "MLMHeadFitSpec",
            "MappingSpec", "ObjectiveSpec", "ProgressiveSpec", "Recipe", "Source", "SourceTaskSpec", "StageSpec",
-           "StudentSpec", "TaskInputs", "TeacherSpec", "TrainSpec", "XtremeDistilSpec", "load_recipe",
-           "recipe_from_dict"]
+           "StudentSpec", "SupernetSpaceSpec", "SupernetSpec", "TaskInputs", "TeacherSpec", "TrainSpec",
+           "XtremeDistilSpec", "load_recipe", "recipe_from_dict"]
 
 
 class Recipe(Strict):
@@ -59,6 +60,8 @@ class Recipe(Strict):
         None, discriminator="name", description="a stage schedule that expands into stages once the student's depth "
         "is known: {name: progressive, steps_per_layer: N} (docs/stages.md) or {name: xtremedistil, ...} "
         "(docs/xtremedistil.md); not with stages")
+    supernet: SupernetSpec | None = Field(
+        None, description="distil the student as a supernet of many sub-network shapes (NAS-BERT; docs/nas.md)")
     search: dict[str, Any] | None = Field(None, description="layer mapping search, read and validated by "
                                                             "bertpress search-mapping: see docs/search.md")
 
@@ -67,6 +70,12 @@ class Recipe(Strict):
         """With stages, ``train.max_steps`` is their sum (given, it must agree)."""
         if self.stages and self.schedule:
             raise ValueError("stages and schedule both describe the stages: give one of them")
+        if self.supernet is not None and (self.stages or self.schedule):
+            raise ValueError("supernet: trains one stage for now: drop stages / schedule, or distil the extracted "
+                             "students with them afterwards")
+        if self.supernet is not None and self.mapping.strategy == "explicit":
+            raise ValueError("supernet: sub-networks of different depths need a mapping rule (uniform, last, skip): "
+                             "explicit mapping.layers fit one depth only")
         if (isinstance(self.schedule, XtremeDistilSpec) and self.schedule.labelled_steps
                 and self.teacher.source_task is None):
             raise ValueError("schedule xtremedistil: labelled_steps train on teacher.source_task's labels: set "

@@ -92,7 +92,7 @@ class Distiller:
     def __init__(self, *, teacher: Teacher, student: PreTrainedModel, stages: Sequence[Stage], corpus: PackedCorpus,
                  tokenizer, train, seed: int, out_dir: Path, mlm_probability: float = 0.15,
                  accelerator: Accelerator | None = None, callbacks: Sequence[Callback] = (),
-                 labelled: PackedCorpus | None = None) -> None:
+                 labelled: PackedCorpus | None = None, module: nn.Module | None = None) -> None:
         self.teacher, self.cfg, self.seed = teacher, train, seed
         self.stages, self.callbacks = list(stages), list(callbacks)
         if labelled is None and any(s.data == "labelled" for s in self.stages):
@@ -109,7 +109,8 @@ class Distiller:
                                        trim=d.meta.get("unit", "blocks") != "blocks", token_types=segments and d.meta.get(
                                            "unit", "blocks") != "blocks") for name, d in self.datasets.items()}
         self.batcher = self.batchers["transfer"]
-        self.module = DistillModule(student, [s.objective for s in self.stages], compile_student=train.compile)
+        # ``module``: another trainable part with DistillModule's interface (a supernet's, bertpress.nas.training)
+        self.module = module or DistillModule(student, [s.objective for s in self.stages], compile_student=train.compile)
         self.teacher_tap: FeatureTap | None = None
         #: the teacher forward of training batches, when a cohort shares one (``inputs -> Features``)
         self.shared_teacher: Callable[[dict[str, Tensor]], Features] | None = None
@@ -314,6 +315,7 @@ class Distiller:
                     item = next(loader)
                     ids, labels = item if isinstance(item, (list, tuple)) else (item, None)
                     batch = self.batcher(ids, position=self._position(state), rank=acc.process_index, labels=labels)
+                    batch["position"] = self._position(state)  # what a supernet draws its sub-networks from
                     last = micro == cfg.grad_accum - 1
                     ctx = acc.no_sync(self.model) if not last and acc.num_processes > 1 else nullcontext()
                     with ctx:

@@ -26,6 +26,7 @@ from bertpress.init import InitContext, initialise
 from bertpress.models.mlm_head import fit_mlm_head
 from bertpress.models.sentence_stack import local_model_dir
 from bertpress.models.teacher import STUDENT_DIR, Teacher, resolve_model
+from bertpress.nas.training import SupernetModule
 from bertpress.recipe import Recipe
 from bertpress.train.build import Run, build_run, resolve_recipe
 from bertpress.train.callbacks import Callback
@@ -165,8 +166,8 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
     check_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
     teacher, student, spec = run.teacher, run.student, recipe.student
     trackers = accelerate_trackers(recipe.train.report_to)
-    acc = accelerator or make_accelerator(resolve_precision(recipe.train.mixed_precision), staged=len(run.stages) > 1,
-                                          log_with=trackers)
+    acc = accelerator or make_accelerator(resolve_precision(recipe.train.mixed_precision),
+                                          staged=len(run.stages) > 1 or run.supernet is not None, log_with=trackers)
     with acc.main_process_first():
         corpus = load_corpus(recipe.data, run.tokenizer, seed=recipe.seed)
     check_corpus_and_disk(recipe, corpus, out, acc.num_processes, count_parameters(student))
@@ -185,10 +186,15 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
         acc.wait_for_everyone()
         sample = sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
         plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
+        module = None
+        if run.supernet is not None:  # sub-networks drawn per micro-batch train in place of the student
+            sn = recipe.supernet
+            module = SupernetModule(run.supernet, [s.objective for s in run.stages], seed=recipe.seed,
+                                    sampling=sn.sampling, random=sn.random)
         distiller = Distiller(teacher=teacher, student=student, stages=run.stages, corpus=corpus,
                               tokenizer=run.tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
                               mlm_probability=recipe.data.mlm_probability, accelerator=acc, callbacks=callbacks,
-                              labelled=labelled)
+                              labelled=labelled, module=module)
     if acc.log_with:  # W&B, MLflow, ... (and trackers of an accelerator passed in)
         acc.init_trackers(recipe.name, config=flat_recipe(recipe.to_dict()))
     return PreparedRun(recipe, run, acc, corpus, teacher, distiller, plan, fitted_head, teacher_path, labelled, t0)
@@ -225,6 +231,8 @@ def finish_run(prepared: PreparedRun, result: dict[str, Any], extra: dict[str, A
         **({"early_stopping": result["state"]["early"]} if result["state"]["early"] else {}),
         **({"task_student": TASK_STUDENT_DIR} if teacher.task else {}),
         **({"labelled": labelled.meta} if labelled is not None else {}),
+        **({"supernet": {"shapes": len(run.supernet.space.archs()), "largest": run.supernet.space.largest.name,
+                         "smallest": run.supernet.space.smallest.name}} if run.supernet is not None else {}),
         "steps": result["state"]["step"],
         "tokens_seen": result["state"]["tokens"],
         "train_time_s": round(result["state"]["elapsed"], 2),

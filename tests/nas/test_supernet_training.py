@@ -1,0 +1,108 @@
+"""Supernet distillation through the loop on a tiny teacher: sub-networks learn, the draw is seeded and exact across
+a resume, a step changes only the slices it trained, the supernet dir loads and its slices extract."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+from bertpress.errors import BertpressError
+from bertpress.nas.space import ArchSpace
+from bertpress.nas.supernet import Supernet
+from bertpress.recipe import recipe_from_dict
+from bertpress.train.build import build_run
+from bertpress.train.callbacks import Callback
+from bertpress.train.metrics import read_metrics
+from bertpress.train.run import distill
+
+SPACE = {"layers": [2, 4], "hidden": [16, 32], "heads": [2, 4], "ffn": [32, 64]}
+
+
+def recipe(tmp_path, teacher, corpus, name="run", **extra):
+    r = {"output_dir": str(tmp_path / name), "seed": 5, "teacher": {"name_or_path": str(teacher)},
+         "student": {"num_layers": 4, "init": "etd-impt",
+                     "init_args": {"layers": "first", "order": "importance", "importance_batches": 2}},
+         "data": {"sources": [str(corpus)], "block_size": 32, "validation_fraction": 0.1,
+                  "cache_dir": str(tmp_path / "cache")},
+         "objective": {"name": "minilm"}, "mapping": {"strategy": "last"},
+         "supernet": {"space": SPACE},
+         "train": {"max_steps": 30, "batch_size": 8, "lr": 1e-3, "eval_every": 15, "save_every": 10,
+                   "log_every": 5, "num_workers": 0}}
+    for k, v in extra.items():
+        r[k] = {**r[k], **v} if isinstance(v, dict) and isinstance(r.get(k), dict) else v
+    return r
+
+
+def test_supernet_distillation_trains_largest_and_smallest(tmp_path, tiny_teacher_bare, tiny_corpus):
+    result = distill(recipe(tmp_path, tiny_teacher_bare, tiny_corpus))
+    valid = read_metrics(result.output_dir / "metrics.jsonl", "valid")
+    assert [v["step"] for v in valid] == [0, 15, 30]
+    for role in ("loss_largest", "loss_smallest"):
+        assert valid[-1][role] < valid[0][role], (role, valid)
+    train = read_metrics(result.output_dir / "metrics.jsonl", "train")
+    assert {"loss_largest", "loss_smallest", "loss_random"} <= train[0].keys()
+    assert result.summary["supernet"] == {"shapes": 2 * (2 * 2 + 2 * 2), "largest": "L4-H32-A4-F64",
+                                          "smallest": "L2-H16-A2-F32"}
+    # the run's student is the supernet, a plain model dir; its slices extract into plain students
+    loaded = AutoModel.from_pretrained(result.student_dir).eval()
+    net = Supernet(loaded, ArchSpace(**{k: tuple(v) for k, v in SPACE.items()}))
+    small = net.extract(net.space.smallest).eval()
+    x = torch.randint(5, loaded.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(small(input_ids=x).last_hidden_state, net(net.space.smallest, input_ids=x)
+                              .last_hidden_state, atol=1e-5)
+
+
+def test_resume_is_exact(tmp_path, tiny_teacher_bare, tiny_corpus):
+    full = distill(recipe(tmp_path, tiny_teacher_bare, tiny_corpus, "full"))
+    cut = recipe(tmp_path, tiny_teacher_bare, tiny_corpus, "cut")
+    distill(cut, stop_after=17)  # checkpoint at 10; 7 steps lost, each with its own drawn sub-networks
+    resumed = distill(cut, resume=True)
+    a = load_file(str(full.student_dir / "model.safetensors"))
+    b = load_file(str(resumed.student_dir / "model.safetensors"))
+    assert AutoModel.from_pretrained(full.student_dir).config.hidden_dropout_prob == 0.1
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _Snapshot(Callback):
+    def __init__(self):
+        self.before = None
+
+    def on_stage_start(self, distiller, stage):
+        self.before = {k: v.clone() for k, v in distiller.student().state_dict().items()}
+
+
+def test_one_random_step_changes_only_its_slice(tmp_path, tiny_teacher_bare, tiny_corpus):
+    r = recipe(tmp_path, tiny_teacher_bare, tiny_corpus, supernet={"sampling": "random"},
+               train={"max_steps": 1, "weight_decay": 0.0, "warmup_ratio": 0.0, "eval_every": 0, "save_every": 0})
+    snap = _Snapshot()
+    result = distill(r, callbacks=[snap])
+    after = load_file(str(result.student_dir / "model.safetensors"))
+    space = ArchSpace(**{k: tuple(v) for k, v in SPACE.items()})
+    arch = space.sample(5, 0, rule="random")[0]
+    rows = Supernet(AutoModel.from_pretrained(result.student_dir), space).plan(arch).attention_index(0, 8)
+    assert arch.hidden < 32 and len(rows) == arch.hidden  # (this seed's draw: a narrow slice)
+    q = "encoder.layer.0.attention.self.query.weight"
+    delta = (after[q] - snap.before[q]).abs()
+    outside = torch.ones(32, dtype=torch.bool)
+    outside[rows] = False
+    assert delta[rows][:, :arch.hidden].sum() > 0
+    assert delta[outside].sum() == 0 and delta[:, arch.hidden:].sum() == 0
+    for i in range(arch.layers, 4):  # layers beyond the slice's depth: untouched
+        key = f"encoder.layer.{i}.output.dense.weight"
+        assert torch.equal(after[key], snap.before[key])
+
+
+def test_bad_supernet_recipes_are_refused(tmp_path, tiny_teacher_bare, tiny_corpus):
+    with pytest.raises(BertpressError, match="supernet: sub-networks of different depths need a mapping rule"):
+        recipe_from_dict(recipe(tmp_path, tiny_teacher_bare, tiny_corpus, mapping={"strategy": "explicit",
+                                                                                   "layers": [1, 2, 3, 4]}))
+    with pytest.raises(BertpressError, match="supernet: trains one stage for now"):
+        recipe_from_dict({**recipe(tmp_path, tiny_teacher_bare, tiny_corpus), "stages": [{"steps": 5}],
+                          "train": {"batch_size": 8}})
+    with pytest.raises(BertpressError, match="learns parameters \\(projections\\)"):
+        build_run(recipe(tmp_path, tiny_teacher_bare, tiny_corpus, objective={"name": "tinybert"}))
+    with pytest.raises(BertpressError, match="hidden 64 exceeds the supernet's 32"):
+        build_run(recipe(tmp_path, tiny_teacher_bare, tiny_corpus,
+                         supernet={"space": {**SPACE, "hidden": [16, 64]}}))
+    assert not (tmp_path / "run").exists()
