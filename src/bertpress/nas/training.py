@@ -96,6 +96,11 @@ class SupernetModule(nn.Module):
             return [("random", drawn[0])]
         return [("largest", drawn[0]), ("smallest", drawn[1]), *(("random", a) for a in drawn[2:])]
 
+    def features(self, arch: Arch, batch: dict[str, Any]) -> Features:
+        """What the active objective reads of sub-network ``arch`` on ``batch``."""
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        return self._tap(arch)(**inputs)
+
     def _tap(self, arch: Arch) -> FeatureTap:
         key = (self.active, arch)
         if key not in self._taps:
@@ -107,14 +112,13 @@ class SupernetModule(nn.Module):
         return self._taps[key]
 
     def forward(self, batch: dict[str, Any], teacher_feats: Features) -> tuple[Tensor, dict[str, Tensor]]:
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         objective = self.objectives[self.active]
         total: Tensor | float = 0.0
         sums: dict[str, Tensor] = {}
         counts: dict[str, int] = {}
         for role, arch in self.archs(batch):
             self.supernet.shell(arch)  # (train/eval mode follows the supernet)
-            loss, _ = objective.per_arch[arch](self._tap(arch)(**inputs), teacher_feats, batch)
+            loss, _ = objective.per_arch[arch](self.features(arch, batch), teacher_feats, batch)
             total = total + loss
             sums[f"loss_{role}"] = sums.get(f"loss_{role}", 0.0) + loss.detach()
             counts[role] = counts.get(role, 0) + 1
