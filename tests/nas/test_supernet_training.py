@@ -106,3 +106,42 @@ def test_bad_supernet_recipes_are_refused(tmp_path, tiny_teacher_bare, tiny_corp
         build_run(recipe(tmp_path, tiny_teacher_bare, tiny_corpus,
                          supernet={"space": {**SPACE, "hidden": [16, 64]}}))
     assert not (tmp_path / "run").exists()
+
+
+def test_inplace_distillation_teaches_the_others_with_the_largest(tmp_path, tiny_corpus):
+    """With dropout off (this test checks the arithmetic, not a real model's behaviour), the smaller sub-networks'
+    losses are their objectives against the largest's detached features, not against the teacher's."""
+    from bertpress.models.features import FeatureTap, teacher_forward
+    from bertpress.nas.training import SupernetModule, _detached
+
+    from tiny_models import save_tiny_teacher
+
+    teacher_dir = save_tiny_teacher(tmp_path / "t", mlm=False, hidden_dropout_prob=0.0,
+                                    attention_probs_dropout_prob=0.0)
+    run = build_run(recipe(tmp_path, teacher_dir, tiny_corpus, supernet={"inplace": True},
+                           student={"init": "random", "init_args": {}}))
+    module = SupernetModule(run.supernet, [s.objective for s in run.stages], seed=5, inplace=True).train()
+    objective = run.stages[0].objective
+    ids = torch.randint(5, 60, (4, 16), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "position": 3}
+    tap = FeatureTap(run.teacher.parts, objective.requests()[0], truncate=True)
+    teacher_feats = teacher_forward(tap, input_ids=ids, attention_mask=batch["attention_mask"])
+    _, terms = module(batch, teacher_feats)
+    space = run.supernet.space
+    largest = module._tap(space.largest, teaching=True)(input_ids=ids, attention_mask=batch["attention_mask"])
+    small = module.features(space.smallest, batch)
+    want, _ = objective.per_arch[space.smallest](small, _detached(largest), batch)
+    from_teacher, _ = objective.per_arch[space.smallest](small, teacher_feats, batch)
+    assert torch.allclose(terms["loss_smallest"], want.detach(), atol=1e-6)
+    assert not torch.allclose(want, from_teacher)
+    big, _ = objective.per_arch[space.largest](largest, teacher_feats, batch)
+    assert torch.allclose(terms["loss_largest"], big.detach(), atol=1e-6)
+
+
+def test_inplace_needs_sandwich_and_a_teacher_shaped_largest(tmp_path, tiny_teacher_bare, tiny_corpus):
+    with pytest.raises(BertpressError, match="supernet.inplace: .* use sampling: sandwich"):
+        recipe_from_dict(recipe(tmp_path, tiny_teacher_bare, tiny_corpus,
+                                supernet={"inplace": True, "sampling": "random"}))
+    with pytest.raises(BertpressError, match="needs the teacher's 4 layers, hidden 32 and 4 heads"):
+        build_run(recipe(tmp_path, tiny_teacher_bare, tiny_corpus,
+                         supernet={"inplace": True, "space": {**SPACE, "hidden": [16, 24]}}))

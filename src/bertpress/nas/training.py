@@ -6,7 +6,9 @@ runs once per batch. :class:`SupernetModule` is what the loop trains in place of
 draws the sub-networks (:meth:`bertpress.nas.space.ArchSpace.sample`, seeded by the micro-batch's position, so
 every process and every resume draws the same), runs each as a slice of the supernet and sums their objectives
 (gradients accumulate in the shared weights: the sandwich rule's sum). Validation scores the largest and the
-smallest sub-network. Objectives with learned parameters (projections to the teacher's width) are refused: one
+smallest sub-network. With ``inplace`` (in-place distillation, slimmable networks / BigNAS) the largest sub-network learns
+from the teacher and the others from the largest's features (detached), which needs a teacher-shaped supernet.
+Objectives with learned parameters (projections to the teacher's width) are refused: one
 projection per shape would not be shared; MiniLM's relations need none.
 """
 
@@ -57,6 +59,14 @@ class SupernetObjective(Objective):
                 "largest": self.per_arch[big].describe(), "smallest": self.per_arch[small].describe()}
 
 
+def _detached(feats: Features) -> Features:
+    def d(x: dict[int, Tensor]) -> dict[int, Tensor]:
+        return {k: v.detach() for k, v in x.items()}
+
+    return Features(d(feats.hidden), d(feats.query), d(feats.key), d(feats.value),
+                    None if feats.logits is None else feats.logits.detach())
+
+
 class _Slice:
     """Runs sub-network ``arch`` (its encoder, or the whole model for logits) as a slice of the supernet."""
 
@@ -71,8 +81,12 @@ class SupernetModule(nn.Module):
     """The trainable part of a supernet run: the supernet (``student``) and its stages' supernet objectives."""
 
     def __init__(self, supernet: Supernet, objectives: Sequence[SupernetObjective], *, seed: int,
-                 sampling: str = "sandwich", random: int = 2) -> None:
+                 sampling: str = "sandwich", random: int = 2, inplace: bool = False) -> None:
         super().__init__()
+        if inplace and sampling != "sandwich":
+            raise BertpressError("supernet.inplace: the largest sub-network teaches the others, so it must train in "
+                                 "every step: use sampling: sandwich")
+        self.inplace = inplace
         self.supernet, self.student = supernet, supernet.model
         self.objectives = nn.ModuleList(objectives)
         self.parts = anatomy(self.student)
@@ -101,11 +115,13 @@ class SupernetModule(nn.Module):
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         return self._tap(arch)(**inputs)
 
-    def _tap(self, arch: Arch) -> FeatureTap:
-        key = (self.active, arch)
+    def _tap(self, arch: Arch, teaching: bool = False) -> FeatureTap:
+        key = (self.active, arch, teaching)
         if key not in self._taps:
-            objective = self.objectives[self.active].per_arch[arch]
-            request = objective.requests()[1]
+            objective = self.objectives[self.active]
+            request = objective.per_arch[arch].requests()[1]
+            if teaching:  # also what every sub-network's objective reads of its teacher
+                request = request | objective.requests()[0]
             parts = anatomy(self.supernet.shell(arch))
             self._taps[key] = FeatureTap(parts, request, runner=_Slice(self.supernet, arch, parts.model
                                                                        if request.logits else parts.base))
@@ -116,9 +132,17 @@ class SupernetModule(nn.Module):
         total: Tensor | float = 0.0
         sums: dict[str, Tensor] = {}
         counts: dict[str, int] = {}
+        teaching = self.inplace and self.training and "position" in batch
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         for role, arch in self.archs(batch):
             self.supernet.shell(arch)  # (train/eval mode follows the supernet)
-            loss, _ = objective.per_arch[arch](self.features(arch, batch), teacher_feats, batch)
+            if teaching and role == "largest":  # in-place distillation: the largest learns from the teacher and
+                feats = self._tap(arch, teaching=True)(**inputs)  # teaches the others (its features, detached)
+                loss, _ = objective.per_arch[arch](feats, teacher_feats, batch)
+                targets = _detached(feats)
+            else:
+                loss, _ = objective.per_arch[arch](self.features(arch, batch),
+                                                   targets if teaching else teacher_feats, batch)
             total = total + loss
             sums[f"loss_{role}"] = sums.get(f"loss_{role}", 0.0) + loss.detach()
             counts[role] = counts.get(role, 0) + 1

@@ -73,6 +73,9 @@ class Recipe(Strict):
         if self.supernet is not None and (self.stages or self.schedule):
             raise ValueError("supernet: trains one stage for now: drop stages / schedule, or distil the extracted "
                              "students with them afterwards")
+        if self.supernet is not None and self.supernet.inplace and self.supernet.sampling != "sandwich":
+            raise ValueError("supernet.inplace: the largest sub-network teaches the others, so it trains in every "
+                             "step: use sampling: sandwich")
         if self.supernet is not None and self.mapping.strategy == "explicit":
             raise ValueError("supernet: sub-networks of different depths need a mapping rule (uniform, last, skip): "
                              "explicit mapping.layers fit one depth only")

@@ -38,3 +38,6 @@ class SupernetSpec(Strict):
     random: int = Field(2, ge=0, description="sandwich: sub-networks drawn per step besides the largest and smallest")
     depth: str = Field("leading", description="which supernet layers a sub-network of L layers uses: leading (the "
                                               "first L, AutoTinyBERT) or a layer rule (skip, uniform, last, first)")
+    inplace: bool = Field(False, description="in-place distillation (slimmable networks / BigNAS): the largest "
+                                             "sub-network learns from the teacher, the others from it; sandwich "
+                                             "sampling and a largest shape with the teacher's depth, width and heads")

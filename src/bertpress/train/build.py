@@ -259,4 +259,11 @@ def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = 
     supernet = None
     if recipe.supernet is not None:
         supernet = Supernet(student, arch_space(recipe), recipe.supernet.depth)
+        big, t = supernet.space.largest, teacher.model.config
+        if recipe.supernet.inplace and (big.layers, big.hidden, big.heads) != (
+                t.num_hidden_layers, t.hidden_size, t.num_attention_heads):
+            raise BertpressError(f"supernet.inplace: the largest sub-network {big.name} teaches the others in the "
+                                 f"teacher's place, so it needs the teacher's {t.num_hidden_layers} layers, hidden "
+                                 f"{t.hidden_size} and {t.num_attention_heads} heads: add them to the space, or drop "
+                                 "inplace")
     return Run(recipe, teacher, tokenizer, s_config, stages, student, supernet)

@@ -190,7 +190,7 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
         if run.supernet is not None:  # sub-networks drawn per micro-batch train in place of the student
             sn = recipe.supernet
             module = SupernetModule(run.supernet, [s.objective for s in run.stages], seed=recipe.seed,
-                                    sampling=sn.sampling, random=sn.random)
+                                    sampling=sn.sampling, random=sn.random, inplace=sn.inplace)
         distiller = Distiller(teacher=teacher, student=student, stages=run.stages, corpus=corpus,
                               tokenizer=run.tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
                               mlm_probability=recipe.data.mlm_probability, accelerator=acc, callbacks=callbacks,
