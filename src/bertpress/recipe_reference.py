@@ -27,12 +27,14 @@ from bertpress.recipe import (
     TrainSpec,
     XtremeDistilSpec,
 )
+from bertpress.recipe.supernet import ShrinkSpec, SupernetSpaceSpec, SupernetSpec
 
 _SECTIONS = (("", Recipe), ("teacher.", TeacherSpec), ("teacher.source_task.", SourceTaskSpec),
              ("student.", StudentSpec), ("data.", DataSpec), ("data.sources[].", HubDataset),
              ("data.sources[].", TaskInputs), ("objective.", ObjectiveSpec), ("mapping.", MappingSpec),
              ("train.", TrainSpec), ("stages[].", StageSpec), ("stages[].early_stopping.", EarlyStoppingSpec),
-             ("schedule.", ProgressiveSpec), ("schedule.", XtremeDistilSpec))
+             ("schedule.", ProgressiveSpec), ("schedule.", XtremeDistilSpec), ("supernet.", SupernetSpec),
+             ("supernet.space.", SupernetSpaceSpec), ("supernet.shrink.", ShrinkSpec))
 
 
 def _default(f: FieldInfo) -> str:

@@ -145,3 +145,47 @@ def test_inplace_needs_sandwich_and_a_teacher_shaped_largest(tmp_path, tiny_teac
     with pytest.raises(BertpressError, match="needs the teacher's 4 layers, hidden 32 and 4 heads"):
         build_run(recipe(tmp_path, tiny_teacher_bare, tiny_corpus,
                          supernet={"inplace": True, "space": {**SPACE, "hidden": [16, 24]}}))
+
+
+def test_shrinking_drops_the_worst_of_each_size_bin():
+    from bertpress.nas.space import Arch
+    from bertpress.train.shrinking import choose_dropped
+
+    archs = [Arch(2, 16, 2, f) for f in (8, 16, 24, 32)] + [Arch(4, 32, 4, f) for f in (8, 16, 24, 32)]
+    sizes = {a: a.layers * a.hidden * 1000 + a.ffn for a in archs}
+    scores = {a: float(i % 4) for i, a in enumerate(archs)}  # ffn 32 worst in each bin, then 24
+    keep = {archs[0], archs[-1]}
+    assert choose_dropped(archs, scores, sizes, bins=2, fraction=0.5, keep=keep) == sorted(
+        [archs[2], archs[3], archs[5], archs[6]])  # the kept largest (ffn 32 of bin 2) is skipped for the next worst
+    assert choose_dropped(archs[:2], scores, sizes, bins=2, fraction=0.9, keep=set()) == []  # a bin keeps one
+    assert choose_dropped(archs, scores, sizes, bins=1, fraction=0.0, keep=set()) == []
+
+
+def test_shrinking_is_applied_recorded_and_exact_across_resume(tmp_path, tiny_teacher_bare, tiny_corpus, monkeypatch):
+    from bertpress.nas.training import SupernetModule
+
+    drawn = []
+    original = SupernetModule.archs
+
+    def archs(self, batch):
+        out = original(self, batch)
+        if self.training and "position" in batch:
+            drawn.append((int(batch["position"]), [a.name for _, a in out]))
+        return out
+
+    monkeypatch.setattr(SupernetModule, "archs", archs)
+    shrink = {"shrink": {"every": 10, "fraction": 0.5, "bins": 2, "batches": 1}}
+    full = distill(recipe(tmp_path, tiny_teacher_bare, tiny_corpus, "full", supernet=shrink))
+    events = full.summary["supernet"]["shrinking"]
+    assert [e["step"] for e in events] == [10, 20] and events[0]["scored"] == 16 and events[0]["dropped"]
+    assert events[1]["scored"] == events[0]["left"]
+    gone = set(events[0]["dropped"])
+    assert not any(gone & set(names) for pos, names in drawn if pos >= 10)  # one micro-batch per step here
+    assert any(gone & set(names) for pos, names in drawn if pos < 10)
+    cut = recipe(tmp_path, tiny_teacher_bare, tiny_corpus, "cut", supernet=shrink)
+    distill(cut, stop_after=17)  # checkpoint at 10, right after the first shrinking
+    resumed = distill(cut, resume=True)
+    assert resumed.summary["supernet"]["shrinking"] == events
+    a = load_file(str(full.student_dir / "model.safetensors"))
+    b = load_file(str(resumed.student_dir / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -85,10 +85,12 @@ class ArchSpace:
             raise BertpressError(f"supernet space needs {need} heads of {head_dim} dims but the supernet has {heads}: "
                                  "use fewer heads or a narrower hidden width")
 
-    def sample(self, seed: int, position: int, rule: str = "sandwich", random: int = 2) -> list[Arch]:
+    def sample(self, seed: int, position: int, rule: str = "sandwich", random: int = 2,
+               among: list[Arch] | None = None) -> list[Arch]:
         """The sub-networks trained on micro-batch ``position``: ``sandwich`` (largest, smallest, ``random`` drawn)
-        or ``random`` (one drawn); seeded by ``(seed, position)`` only."""
-        archs = self.archs()
+        or ``random`` (one drawn); seeded by ``(seed, position)`` only; drawn ``among`` these shapes (default all:
+        a shrunk space keeps its largest and smallest)."""
+        archs = among if among is not None else self.archs()
         rng = np.random.default_rng([seed, position])
         if rule == "random":
             return [archs[int(rng.integers(len(archs)))]]

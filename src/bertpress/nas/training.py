@@ -92,7 +92,9 @@ class SupernetModule(nn.Module):
         self.parts = anatomy(self.student)
         self.seed, self.sampling, self.random = seed, sampling, random
         self.active = 0
-        self._taps: dict[tuple[int, Arch], FeatureTap] = {}
+        self._taps: dict[tuple[int, Arch, bool], FeatureTap] = {}
+        #: shapes dropped from sampling by progressive shrinking of the space
+        self.excluded: set[Arch] = set()
 
     def activate(self, index: int) -> None:
         self.active = index
@@ -105,7 +107,8 @@ class SupernetModule(nn.Module):
             return [("largest", space.largest), ("smallest", space.smallest)]
         if "position" not in batch:
             return [("largest", space.largest)]
-        drawn = space.sample(self.seed, int(batch["position"]), self.sampling, self.random)
+        among = [a for a in space.archs() if a not in self.excluded] if self.excluded else None
+        drawn = space.sample(self.seed, int(batch["position"]), self.sampling, self.random, among)
         if self.sampling == "random":
             return [("random", drawn[0])]
         return [("largest", drawn[0]), ("smallest", drawn[1]), *(("random", a) for a in drawn[2:])]

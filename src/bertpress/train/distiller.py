@@ -230,17 +230,10 @@ class Distiller:
         """Mean objective and terms over the held-out blocks (dropout off, fixed masking)."""
         module = self.acc.unwrap_model(self.model)
         module.eval()
-        valid = torch.as_tensor(self.corpus.valid, dtype=torch.long)
-        labels = (None if self.corpus.labels is None
-                  else torch.as_tensor(np.asarray(self.corpus.labels[self.corpus.valid_index])))
-        bs = self.cfg.batch_size
-        n_batches = math.ceil(len(valid) / bs)
-        if self.cfg.eval_batches:
-            n_batches = min(n_batches, self.cfg.eval_batches)
+        batches = self.held_out_batches(self.cfg.eval_batches)
+        n_batches = len(batches)
         sums: dict[str, float] = {}
-        for b in range(n_batches):
-            ids = valid[b * bs:(b + 1) * bs].to(self.acc.device)
-            batch = self._valid_batch(ids, b, None if labels is None else labels[b * bs:(b + 1) * bs].to(ids.device))
+        for batch in batches:
             with self.acc.autocast():
                 t_feats = teacher_forward(self.teacher_tap, **self._inputs(batch))
                 loss, terms = module(batch, t_feats)
@@ -248,6 +241,19 @@ class Distiller:
                 sums[k] = sums.get(k, 0.0) + float(v)
         module.train()
         return {k: v / n_batches for k, v in sums.items()}
+
+    def held_out_batches(self, limit: int | None = None) -> list[dict[str, Tensor]]:
+        """The current stage's held-out batches as validation sees them (fixed masking), at most ``limit``."""
+        valid = torch.as_tensor(self.corpus.valid, dtype=torch.long)
+        labels = (None if self.corpus.labels is None
+                  else torch.as_tensor(np.asarray(self.corpus.labels[self.corpus.valid_index])))
+        bs = self.cfg.batch_size
+        n = math.ceil(len(valid) / bs) if limit is None else min(limit, math.ceil(len(valid) / bs))
+        out = []
+        for b in range(n):
+            ids = valid[b * bs:(b + 1) * bs].to(self.acc.device)
+            out.append(self._valid_batch(ids, b, None if labels is None else labels[b * bs:(b + 1) * bs].to(ids.device)))
+        return out
 
     def _valid_batch(self, ids: Tensor, b: int, labels: Tensor | None = None) -> dict[str, Tensor]:
         seed, self.batcher.seed = self.batcher.seed, VALID_SEED

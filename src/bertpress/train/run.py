@@ -40,6 +40,7 @@ from bertpress.train.output import (
 )
 from bertpress.train.precision import resolve_precision
 from bertpress.train.preflight import check_corpus_and_disk
+from bertpress.train.shrinking import SpaceShrinking
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,9 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
             sn = recipe.supernet
             module = SupernetModule(run.supernet, [s.objective for s in run.stages], seed=recipe.seed,
                                     sampling=sn.sampling, random=sn.random, inplace=sn.inplace)
+            if sn.shrink is not None:
+                k = sn.shrink
+                callbacks = [*callbacks, SpaceShrinking(k.every, k.fraction, k.bins, k.batches)]
         distiller = Distiller(teacher=teacher, student=student, stages=run.stages, corpus=corpus,
                               tokenizer=run.tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
                               mlm_probability=recipe.data.mlm_probability, accelerator=acc, callbacks=callbacks,
@@ -232,7 +236,10 @@ def finish_run(prepared: PreparedRun, result: dict[str, Any], extra: dict[str, A
         **({"task_student": TASK_STUDENT_DIR} if teacher.task else {}),
         **({"labelled": labelled.meta} if labelled is not None else {}),
         **({"supernet": {"shapes": len(run.supernet.space.archs()), "largest": run.supernet.space.largest.name,
-                         "smallest": run.supernet.space.smallest.name}} if run.supernet is not None else {}),
+                         "smallest": run.supernet.space.smallest.name,
+                         **({"shrinking": result["state"]["callbacks"]["shrinking"]}
+                            if "shrinking" in result["state"]["callbacks"] else {})}}
+           if run.supernet is not None else {}),
         "steps": result["state"]["step"],
         "tokens_seen": result["state"]["tokens"],
         "train_time_s": round(result["state"]["elapsed"], 2),
