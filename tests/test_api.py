@@ -16,7 +16,10 @@ def test_api_names_are_the_library_functions():
     assert bertpress.distill is distill and bertpress.build_run is build_run
     assert bertpress.resolve_recipe is resolve_recipe and bertpress.evaluate_models is evaluate_models
     assert bertpress.search_mapping is search_mapping and bertpress.export_model is export_model
-    assert set(bertpress.__all__) >= {"distill", "evaluate_models", "search_mapping", "export_model"}
+    from bertpress.train.cohort import distill_cohort
+
+    assert bertpress.distill_cohort is distill_cohort
+    assert set(bertpress.__all__) >= {"distill", "distill_cohort", "evaluate_models", "search_mapping", "export_model"}
 
 
 def test_import_stays_light():

@@ -64,3 +64,21 @@ def test_common_flags_before_and_after_the_verb(tmp_path, tiny_teacher_bare, tin
     assert "student written to" in quiet.stdout
     both = bertpress("-v", "distill", recipe, "-q")
     assert both.returncode == 2 and "-v and -q contradict each other" in both.stderr
+
+
+def test_several_recipes_train_as_a_cohort(tmp_path, tiny_teacher_bare, tiny_corpus):
+    paths = []
+    for name, objective in (("a", "minilm"), ("b", "tinybert")):
+        paths.append(tmp_path / f"{name}.yaml")
+        paths[-1].write_text(yaml.safe_dump({
+            "output_dir": str(tmp_path / name), "teacher": {"name_or_path": str(tiny_teacher_bare)},
+            "student": {"num_layers": 1}, "objective": {"name": objective},
+            "data": {"sources": [str(tiny_corpus)], "block_size": 32, "cache_dir": str(tmp_path / "cache")},
+            "train": {"max_steps": 4, "batch_size": 4, "num_workers": 0, "eval_every": 0, "save_every": 0}}))
+    ok = bertpress("distill", *paths)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.stdout.count("student written to") == 2
+    assert "cohort of 2: 4 teacher forwards for 8 member batches" in ok.stdout
+    clash = bertpress("distill", *paths, "--output-dir", tmp_path / "same", "--overwrite")
+    assert clash.returncode == 2
+    assert clash.stderr.strip().splitlines()[-1].startswith("bertpress: error: two cohort members write")

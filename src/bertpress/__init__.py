@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _API = {
-    "distill": "bertpress.pipeline", "build_run": "bertpress.train.build", "resolve_recipe": "bertpress.train.build",
+    "distill": "bertpress.pipeline", "distill_cohort": "bertpress.train.cohort", "build_run": "bertpress.train.build", "resolve_recipe": "bertpress.train.build",
     "load_recipe": "bertpress.recipe", "Recipe": "bertpress.recipe", "Callback": "bertpress.train.callbacks",
     "evaluate_models": "bertpress.evaluate.compare", "search_mapping": "bertpress.search.search",
     "export_model": "bertpress.export", "run_quickstart": "bertpress.quickstart",

@@ -4,7 +4,8 @@
    ONNX exporter (``torch.onnx.export(dynamo=True)``) with dynamic batch and sequence axes;
 2. ``model.optimized.onnx``: the graph ONNX Runtime runs after its extended optimisations (constant folding and the
    transformer fusions that apply: LayerNorm, GELU, attention, skip-LayerNorm), saved so loading skips them;
-3. ``model.int8.onnx``: dynamic int8 quantisation of the weights (``onnxruntime.quantization.quantize_dynamic``).
+3. ``model.int8.onnx``: dynamic int8 quantisation of the weights, one scale per output channel
+   (``onnxruntime.quantization.quantize_dynamic(per_channel=True)``).
 
 Parity against eager PyTorch on random token ids (batch 1 and 32): the max absolute difference of the hidden states
 (fp32 formats: expected <= 1e-4) and, for int8, the cosine similarity of mean-pooled embeddings (tolerance 0.99:
@@ -96,7 +97,9 @@ def export_model(model_dir: Path, out_dir: Path, *, seq_len: int = 128, rounds: 
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(paths["onnx-optimized"])
     ort.InferenceSession(str(paths["onnx"]), options, providers=["CPUExecutionProvider"])
-    quantize_dynamic(str(paths["onnx"]), str(paths["onnx-int8"]), weight_type=QuantType.QInt8)
+    # one scale per output channel: with one per tensor the 4 x 192 student of the MobileBERT benchmark kept a mean-
+    # pooled cosine of only 0.826 to fp32, per channel 0.9986 (file 8.13 vs 8.09 MB, batch-1 latency 4.1-4.2 ms both)
+    quantize_dynamic(str(paths["onnx"]), str(paths["onnx-int8"]), weight_type=QuantType.QInt8, per_channel=True)
     export_s = time.perf_counter() - t0
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
     shutil.copy(model_dir / "config.json", out_dir / "config.json")
@@ -131,6 +134,7 @@ def export_model(model_dir: Path, out_dir: Path, *, seq_len: int = 128, rounds: 
         "files": {f: {"path": p.name, "mb": round(p.stat().st_size / 2**20, 2)} for f, p in paths.items()},
         "parity": parity, "parity_ok": checks,
         "tolerances": {"fp32_max_abs_diff": FP32_TOLERANCE, "int8_min_cosine_of_mean_pooled": INT8_COSINE},
+        "int8": "dynamic, int8 weights with one scale per output channel, activations quantised at run time",
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__}}
     if latency:  # eager as users run it (SDPA attention where the architecture has it)
         report["latency_ms"] = _latency(AutoModel.from_pretrained(model_dir).eval(), sessions, inputs, rounds)

@@ -55,3 +55,24 @@ def test_skip_counts_and_finishes(poisoned, tmp_path, tiny_teacher_mlm, tiny_cor
     weights = load_file(str(result.student_dir / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert math.isfinite(result.summary["final"]["loss"])
+
+
+def test_stop_reads_losses_only_at_sync_points(poisoned, monkeypatch, tmp_path, tiny_teacher_mlm, tiny_corpus):
+    """No host synchronisation per step: the kept losses are read at log lines, checkpoints and the end only, and
+    the error still names the first bad step (7, read at the log line of step 10)."""
+    from bertpress.train.nonfinite import NonFiniteGuard
+
+    checked = []
+    original = NonFiniteGuard.check
+
+    def check(self):
+        checked.append([s for s, _, _ in self.pending])
+        original(self)
+
+    monkeypatch.setattr(NonFiniteGuard, "check", check)
+    recipe = _recipe(tmp_path, tiny_teacher_mlm, tiny_corpus, "stop")
+    recipe["train"].update(save_every=0, log_every=5)
+    with pytest.raises(BertpressError, match=r"^non-finite loss at step 7 \(term 'hidden' = nan\).*from the start"):
+        distill(recipe)
+    assert checked == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
+    assert not (tmp_path / "stop" / "bertpress.json").exists()

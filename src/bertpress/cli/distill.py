@@ -1,4 +1,5 @@
-"""``bertpress distill RECIPE``: run one recipe (flags override its fields)."""
+"""``bertpress distill RECIPE [RECIPE ...]``: run one recipe (flags override its fields); several recipes that
+share teacher, data, seed and batch size train as a cohort, with one teacher forward per batch."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("distill", help="distil a student as a YAML recipe describes",
                        description="Distil a student as a YAML recipe describes. Flags override recipe fields.")
-    p.add_argument("recipe", help="path of the YAML recipe")
+    p.add_argument("recipe", nargs="+", help="path of the YAML recipe; several: a cohort that shares the teacher's "
+                                             "forward (same teacher, data, seed, batch size; see docs/stages.md)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a recipe field, e.g. --set train.lr=1e-4 (repeatable; values are YAML)")
     p.add_argument("--output-dir", help="override output_dir")
@@ -48,11 +50,22 @@ def run(args: argparse.Namespace) -> int:
     from bertpress.pipeline import distill
     from bertpress.train.build import resolve_recipe
 
-    result = distill(resolve_recipe(args.recipe, cli_overrides(args)), resume=args.resume, overwrite=args.overwrite)
+    recipes = [resolve_recipe(path, cli_overrides(args)) for path in args.recipe]
+    if len(recipes) > 1:
+        from bertpress.train.cohort import distill_cohort
+
+        results = distill_cohort(recipes, resume=args.resume, overwrite=args.overwrite)
+    else:
+        results = [distill(recipes[0], resume=args.resume, overwrite=args.overwrite)]
     if not PartialState().is_main_process:
         return 0
-    s = result.summary
-    final = ", ".join(f"{k} {v:.4g}" for k, v in s["final"].items())
-    print(f"student written to {result.student_dir} ({s['student']['parameters'] / 1e6:.1f}M parameters, "
-          f"{s['steps']} steps, {s['tokens_seen']:,} tokens, {s['train_time_s']:.0f}s); held-out: {final}")
+    for result in results:
+        s = result.summary
+        final = ", ".join(f"{k} {v:.4g}" for k, v in s["final"].items())
+        print(f"student written to {result.student_dir} ({s['student']['parameters'] / 1e6:.1f}M parameters, "
+              f"{s['steps']} steps, {s['tokens_seen']:,} tokens, {s['train_time_s']:.0f}s); held-out: {final}")
+    if len(results) > 1:
+        c = results[0].summary["cohort"]
+        print(f"cohort of {c['members']}: {c['teacher_forwards']} teacher forwards for {c['member_batches']} "
+              "member batches")
     return 0

@@ -64,8 +64,8 @@ class _Copier:
     def __init__(self) -> None:
         self.written: set[int] = set()
 
-    def tensor(self, dst: Tensor, src: Tensor, rows: Tensor | None = None, cols: Tensor | None = None) -> None:
-        src = src.detach()
+    @staticmethod
+    def slice(dst: Tensor, src: Tensor, rows: Tensor | None, cols: Tensor | None) -> Tensor:
         if rows is not None:
             src = src.index_select(0, rows.to(src.device))
         if cols is not None:
@@ -75,7 +75,10 @@ class _Copier:
                 f"extraction plan gives a {tuple(src.shape)} slice for a {tuple(dst.shape)} student tensor: "
                 "build the plan for this student's shape"
             )
-        dst.copy_(src.to(dst.device, dst.dtype))
+        return src
+
+    def tensor(self, dst: Tensor, src: Tensor, rows: Tensor | None = None, cols: Tensor | None = None) -> None:
+        dst.copy_(self.slice(dst, src.detach(), rows, cols).to(dst.device, dst.dtype))
         self.written.add(id(dst))
 
     def linear(self, dst: nn.Linear, src: nn.Linear, rows: Tensor | None, cols: Tensor | None) -> None:
@@ -93,6 +96,19 @@ class _Copier:
         self.tensor(dst.weight, torch.ones_like(dst.weight))
         if dst.bias is not None:
             self.tensor(dst.bias, torch.zeros_like(dst.bias))
+
+
+class _Collector(_Copier):
+    """Keeps the sliced source tensors (differentiable: gradients reach the source) by student parameter name."""
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.names = {id(p): n for n, p in student.named_parameters()}
+        self.tensors: dict[str, Tensor] = {}
+
+    def tensor(self, dst: Tensor, src: Tensor, rows: Tensor | None = None, cols: Tensor | None = None) -> None:
+        self.tensors[self.names[id(dst)]] = self.slice(dst, src, rows, cols)
+        self.written.add(id(dst))
 
 
 def check_layout(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
@@ -118,6 +134,22 @@ def extract(teacher: PreTrainedModel, student: PreTrainedModel, plan: Extraction
 
     Raises :class:`BertpressError` when the plan does not fit the two shapes or a student parameter has no source.
     """
+    copy = _Copier()
+    _apply(teacher, student, plan, copy)
+    return len(copy.written)
+
+
+def sliced_parameters(source: PreTrainedModel, shell: PreTrainedModel, plan: ExtractionPlan) -> dict[str, Tensor]:
+    """What :func:`extract` would copy into ``shell``, as differentiable slices of ``source``'s parameters by
+    ``shell``'s parameter names: ``torch.func.functional_call(shell, sliced_parameters(...), ...)`` runs the
+    sub-network of ``source`` that ``plan`` names, and its gradients reach ``source`` (a supernet's sub-network)."""
+    collect = _Collector(shell)
+    _apply(source, shell, plan, collect)
+    return collect.tensors
+
+
+def _apply(teacher: PreTrainedModel, student: PreTrainedModel, plan: ExtractionPlan, copy: _Copier) -> None:
+    """Hand every student parameter's slice of ``teacher`` to ``copy`` (which copies or collects it)."""
     check_layout(teacher, student)
     tp, sp = anatomy(teacher), anatomy(student)
     d_t = tp.head_dim
@@ -129,7 +161,6 @@ def extract(teacher: PreTrainedModel, student: PreTrainedModel, plan: Extraction
             "with heads, head_dims and neurons for each: one entry per student layer"
         )
     hidden = _index(plan.hidden_dims, tp.hidden_size, "hidden_dims")
-    copy = _Copier()
 
     # factorised embeddings (ELECTRA-small) are copied whole and their projection's rows sliced; otherwise the
     # embedding width is the hidden width and is sliced like it
@@ -193,4 +224,3 @@ def extract(teacher: PreTrainedModel, student: PreTrainedModel, plan: Extraction
             f"ETD has no extraction rule for student parameters {', '.join(missing[:3])}"
             f"{' ...' if len(missing) > 3 else ''}: use init 'random' or 'select' for this architecture"
         )
-    return len(copy.written)

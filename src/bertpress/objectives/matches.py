@@ -163,6 +163,8 @@ class MatchObjective(Objective):
 
     def terms(self, student: Features, teacher: Features, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch.get("attention_mask")
+        if mask is not None and bool(mask.all()):  # packed blocks: no padding, so no [B, H, L, L] masking work
+            mask = None
         out: dict[str, Tensor] = {}
         for m in self.matches:
             s = extract(student, m.student, m.heads, mask, batch)

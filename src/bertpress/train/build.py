@@ -19,8 +19,11 @@ from bertpress.config import validate_options
 from bertpress.errors import BertpressError
 from bertpress.init import INITIALISERS, InitContext, check_initialiser
 from bertpress.models.architectures import ARCHITECTURES, architecture_config
-from bertpress.models.student import StudentShape, build_student, check_same_vocabulary
+from bertpress.models.student import StudentShape, build_student, check_same_vocabulary, student_config
 from bertpress.models.teacher import Teacher, load_teacher
+from bertpress.nas.space import Arch, ArchSpace
+from bertpress.nas.supernet import Supernet
+from bertpress.nas.training import SupernetObjective
 from bertpress.objectives import MAPPINGS, OBJECTIVES, ObjectiveContext, build_objective, resolve_mapping
 from bertpress.objectives.base import Objective
 from bertpress.objectives.matches import MatchObjective
@@ -117,6 +120,8 @@ class Run:
     student_config: PretrainedConfig
     stages: list[Stage]
     student: PreTrainedModel
+    #: the student as a supernet (``recipe.supernet``), else None
+    supernet: Supernet | None = None
 
     @property
     def stage_specs(self) -> list:
@@ -170,7 +175,10 @@ def build_stages(recipe: Recipe, teacher_config: PretrainedConfig, s_config: Pre
         ctx = ObjectiveContext(teacher_config, s_config, mapping, has_head, has_head)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed + i)
-            objective = build_objective(spec.objective.name, spec.objective.options, ctx)
+            if recipe.supernet is not None:
+                objective = supernet_objective(recipe, spec, teacher_config, s_config, has_head)
+            else:
+                objective = build_objective(spec.objective.name, spec.objective.options, ctx)
             if spec.only_layers is not None:
                 objective = only_layers(objective, spec.only_layers, ctx, spec.name)
         stop = spec.early_stopping
@@ -179,6 +187,24 @@ def build_stages(recipe: Recipe, teacher_config: PretrainedConfig, s_config: Pre
                             early_stopping=(stop.patience, stop.min_delta) if stop else None))
         start += spec.steps
     return stages
+
+
+def arch_space(recipe: Recipe) -> ArchSpace:
+    """The sub-network shapes of ``recipe.supernet``."""
+    space = recipe.supernet.space
+    return ArchSpace(tuple(space.layers), tuple(space.hidden), tuple(space.heads), tuple(space.ffn))
+
+
+def supernet_objective(recipe: Recipe, spec, teacher_config: PretrainedConfig, s_config: PretrainedConfig,
+                       has_head: bool) -> SupernetObjective:
+    """The stage's objective for every sub-network shape, each with the mapping a solo student of its depth gets."""
+    def build(arch: Arch) -> Objective:
+        config = student_config(s_config, StudentShape(arch.layers, arch.hidden, arch.heads, arch.ffn))
+        mapping = resolve_mapping(spec.mapping.strategy, arch.layers, teacher_config.num_hidden_layers, None)
+        ctx = ObjectiveContext(teacher_config, config, mapping, has_head, has_head)
+        return build_objective(spec.objective.name, spec.objective.options, ctx)
+
+    return SupernetObjective(arch_space(recipe), build, spec.objective.name)
 
 
 def only_layers(objective: Objective, layers: list[int], ctx: ObjectiveContext, stage: str) -> MatchObjective:
@@ -195,20 +221,22 @@ def only_layers(objective: Objective, layers: list[int], ctx: ObjectiveContext, 
 
 
 def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None, *,
-              teacher_path: str | None = None) -> Run:
+              teacher_path: str | None = None, teacher: Teacher | None = None) -> Run:
     """Teacher → student configuration → mappings → objectives → student, as ``recipe`` says.
 
     Cheap checks that need the models but no corpus run here (sequence length, mask token, precision, logits
     without a head, the initialiser's shape checks), so a bad recipe fails before anything is written.
     ``teacher_path``: the teacher to load instead of ``teacher.name_or_path`` (the source-task teacher that
-    :func:`bertpress.pipeline.distill` fine-tuned); a recipe with ``teacher.source_task`` needs it.
+    :func:`bertpress.pipeline.distill` fine-tuned); a recipe with ``teacher.source_task`` needs it. ``teacher``:
+    that teacher already loaded (several runs share it).
     """
     recipe = resolve_recipe(recipe, overrides)
     if recipe.teacher.source_task is not None and teacher_path is None:
         raise BertpressError("teacher.source_task: the teacher is fine-tuned on the task before distilling: run the "
                              "recipe with bertpress distill (or bertpress.distill), which does it and caches it")
-    teacher = load_teacher(teacher_path or recipe.teacher.name_or_path, revision=recipe.teacher.revision,
-                           mlm_head=recipe.teacher.mlm_head)
+    if teacher is None:
+        teacher = load_teacher(teacher_path or recipe.teacher.name_or_path, revision=recipe.teacher.revision,
+                               mlm_head=recipe.teacher.mlm_head)
     if recipe.teacher.source_task is not None and teacher.task is None:
         raise BertpressError(f"teacher {teacher_path}: not a fine-tuned classifier or tagger (config architectures "
                              "*ForSequenceClassification / *ForTokenClassification)")
@@ -228,4 +256,14 @@ def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = 
     torch.manual_seed(recipe.seed)
     student = build_student(s_config, mlm_head=has_head, task=teacher.task)
     check_initialiser(spec.init, InitContext(teacher, student, recipe.seed), spec.init_args)
-    return Run(recipe, teacher, tokenizer, s_config, stages, student)
+    supernet = None
+    if recipe.supernet is not None:
+        supernet = Supernet(student, arch_space(recipe), recipe.supernet.depth)
+        big, t = supernet.space.largest, teacher.model.config
+        if recipe.supernet.inplace and (big.layers, big.hidden, big.heads) != (
+                t.num_hidden_layers, t.hidden_size, t.num_attention_heads):
+            raise BertpressError(f"supernet.inplace: the largest sub-network {big.name} teaches the others in the "
+                                 f"teacher's place, so it needs the teacher's {t.num_hidden_layers} layers, hidden "
+                                 f"{t.hidden_size} and {t.num_attention_heads} heads: add them to the space, or drop "
+                                 "inplace")
+    return Run(recipe, teacher, tokenizer, s_config, stages, student, supernet)

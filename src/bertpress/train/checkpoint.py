@@ -46,6 +46,8 @@ class TrainState:
     #: per stage with early stopping: best held-out loss and its step, validations without improvement, where it
     #: stopped (the best weights themselves are in the checkpoint's ``best.pt``)
     early: dict = field(default_factory=dict)
+    #: what the run's own callbacks keep across a resume (a supernet's shrinking of its space)
+    callbacks: dict = field(default_factory=dict)
 
 
 def checkpoints(root: Path) -> list[Path]:

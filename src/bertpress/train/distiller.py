@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +28,7 @@ from transformers import PreTrainedModel
 from bertpress.data.corpus import PackedCorpus
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import anatomy
-from bertpress.models.features import FeatureTap, teacher_forward
+from bertpress.models.features import Features, FeatureTap, teacher_forward
 from bertpress.models.teacher import Teacher
 from bertpress.objectives.base import Objective
 from bertpress.optim import decay_groups
@@ -42,7 +42,9 @@ from bertpress.train.checkpoint import (
     save_checkpoint,
 )
 from bertpress.train.data import Batcher, BlockDataset, LabelledDataset, ResumableBatchSampler
+from bertpress.train.early_stopping import BestWeights
 from bertpress.train.metrics import MetricsLog
+from bertpress.train.nonfinite import NonFiniteGuard
 from bertpress.train.precision import resolve_precision
 from bertpress.train.stages import ScaledSchedule, Stage, StageSchedule, lr_scales, stage_at, trainable_ids
 
@@ -90,7 +92,7 @@ class Distiller:
     def __init__(self, *, teacher: Teacher, student: PreTrainedModel, stages: Sequence[Stage], corpus: PackedCorpus,
                  tokenizer, train, seed: int, out_dir: Path, mlm_probability: float = 0.15,
                  accelerator: Accelerator | None = None, callbacks: Sequence[Callback] = (),
-                 labelled: PackedCorpus | None = None) -> None:
+                 labelled: PackedCorpus | None = None, module: nn.Module | None = None) -> None:
         self.teacher, self.cfg, self.seed = teacher, train, seed
         self.stages, self.callbacks = list(stages), list(callbacks)
         if labelled is None and any(s.data == "labelled" for s in self.stages):
@@ -107,9 +109,11 @@ class Distiller:
                                        trim=d.meta.get("unit", "blocks") != "blocks", token_types=segments and d.meta.get(
                                            "unit", "blocks") != "blocks") for name, d in self.datasets.items()}
         self.batcher = self.batchers["transfer"]
-        self._best: dict[str, Tensor] | None = None  # the best weights of the stage being early-stopped
-        self.module = DistillModule(student, [s.objective for s in self.stages], compile_student=train.compile)
+        # ``module``: another trainable part with DistillModule's interface (a supernet's, bertpress.nas.training)
+        self.module = module or DistillModule(student, [s.objective for s in self.stages], compile_student=train.compile)
         self.teacher_tap: FeatureTap | None = None
+        #: the teacher forward of training batches, when a cohort shares one (``inputs -> Features``)
+        self.shared_teacher: Callable[[dict[str, Tensor]], Features] | None = None
         self.stage = self.stages[0]
         self.frozen = self._stage_parameters(student)
         trained = {n for stage in self.stages for n in stage.trains}
@@ -132,6 +136,8 @@ class Distiller:
         self.acc.register_for_checkpointing(self.scheduler)
         self.ckpt_root = self.out_dir / "checkpoints"
         self.state = TrainState()
+        self.early = BestWeights(self.state.early)
+        self.guard = NonFiniteGuard(train, self.acc, self.ckpt_root)
 
     # -- set-up -----------------------------------------------------------------------------------------------
     def _enter(self, stage: Stage) -> None:
@@ -214,8 +220,9 @@ class Distiller:
     # -- steps ------------------------------------------------------------------------------------------------
     def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with self.acc.autocast():
-            t_feats = teacher_forward(self.teacher_tap, inference_mode=self.cfg.teacher_inference_mode,
-                                      **self._inputs(batch))
+            inputs = self._inputs(batch)
+            t_feats = (self.shared_teacher(inputs) if self.shared_teacher is not None else
+                       teacher_forward(self.teacher_tap, inference_mode=self.cfg.teacher_inference_mode, **inputs))
             return self.model(batch, t_feats)
 
     @torch.no_grad()
@@ -223,17 +230,10 @@ class Distiller:
         """Mean objective and terms over the held-out blocks (dropout off, fixed masking)."""
         module = self.acc.unwrap_model(self.model)
         module.eval()
-        valid = torch.as_tensor(self.corpus.valid, dtype=torch.long)
-        labels = (None if self.corpus.labels is None
-                  else torch.as_tensor(np.asarray(self.corpus.labels[self.corpus.valid_index])))
-        bs = self.cfg.batch_size
-        n_batches = math.ceil(len(valid) / bs)
-        if self.cfg.eval_batches:
-            n_batches = min(n_batches, self.cfg.eval_batches)
+        batches = self.held_out_batches(self.cfg.eval_batches)
+        n_batches = len(batches)
         sums: dict[str, float] = {}
-        for b in range(n_batches):
-            ids = valid[b * bs:(b + 1) * bs].to(self.acc.device)
-            batch = self._valid_batch(ids, b, None if labels is None else labels[b * bs:(b + 1) * bs].to(ids.device))
+        for batch in batches:
             with self.acc.autocast():
                 t_feats = teacher_forward(self.teacher_tap, **self._inputs(batch))
                 loss, terms = module(batch, t_feats)
@@ -241,6 +241,19 @@ class Distiller:
                 sums[k] = sums.get(k, 0.0) + float(v)
         module.train()
         return {k: v / n_batches for k, v in sums.items()}
+
+    def held_out_batches(self, limit: int | None = None) -> list[dict[str, Tensor]]:
+        """The current stage's held-out batches as validation sees them (fixed masking), at most ``limit``."""
+        valid = torch.as_tensor(self.corpus.valid, dtype=torch.long)
+        labels = (None if self.corpus.labels is None
+                  else torch.as_tensor(np.asarray(self.corpus.labels[self.corpus.valid_index])))
+        bs = self.cfg.batch_size
+        n = math.ceil(len(valid) / bs) if limit is None else min(limit, math.ceil(len(valid) / bs))
+        out = []
+        for b in range(n):
+            ids = valid[b * bs:(b + 1) * bs].to(self.acc.device)
+            out.append(self._valid_batch(ids, b, None if labels is None else labels[b * bs:(b + 1) * bs].to(ids.device)))
+        return out
 
     def _valid_batch(self, ids: Tensor, b: int, labels: Tensor | None = None) -> dict[str, Tensor]:
         seed, self.batcher.seed = self.batcher.seed, VALID_SEED
@@ -252,19 +265,31 @@ class Distiller:
     # -- the loop ---------------------------------------------------------------------------------------------
     def run(self, *, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
         """Train to ``max_steps`` (or until ``stop_after`` steps, for tests); returns final metrics."""
+        steps = self.steps(resume=resume, stop_after=stop_after)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def steps(self, *, resume: bool = False, stop_after: int | None = None) -> Generator[int, None, dict[str, Any]]:
+        """:meth:`run` one optimizer step at a time: yields the step number after each step and returns the final
+        metrics (a cohort, :mod:`bertpress.train.cohort`, advances several distillers in lockstep this way)."""
         cfg, acc = self.cfg, self.acc
         state = self.state = TrainState()
+        self.guard.pending.clear()
         ckpt = latest_checkpoint(self.ckpt_root) if resume else None
         if ckpt is not None:
             state = self.state = load_checkpoint(acc, ckpt)
             extra = load_extra(ckpt)
-            self._best = None if extra is None else extra.get("best")
+            self.early = BestWeights(state.early, None if extra is None else extra.get("best"))
             if state.precision and state.precision != acc.mixed_precision:
                 log.warning("resumed with mixed_precision %s where the run trained with %s (train.mixed_precision: "
                             "auto on another machine?): the result will differ from an uninterrupted run",
                             acc.mixed_precision, state.precision)
         else:
             set_seed(self.seed)
+            self.early = BestWeights(state.early)
         state.precision = acc.mixed_precision
         metrics = MetricsLog(self.out_dir, enabled=acc.is_main_process, resume_step=state.step if ckpt else None,
                              tensorboard="tensorboard" in cfg.report_to,
@@ -296,11 +321,12 @@ class Distiller:
                     item = next(loader)
                     ids, labels = item if isinstance(item, (list, tuple)) else (item, None)
                     batch = self.batcher(ids, position=self._position(state), rank=acc.process_index, labels=labels)
+                    batch["position"] = self._position(state)  # what a supernet draws its sub-networks from
                     last = micro == cfg.grad_accum - 1
                     ctx = acc.no_sync(self.model) if not last and acc.num_processes > 1 else nullcontext()
                     with ctx:
                         loss, terms = self._loss(batch)
-                        bad = self._nonfinite(loss, terms, state)
+                        bad = self.guard.skip(state.step + 1, loss, terms)
                         if bad:
                             skip = True
                         else:
@@ -324,6 +350,8 @@ class Distiller:
                     self.optimizer.zero_grad(set_to_none=True)
                 self.scheduler.step()
                 state.step += 1
+                if self.guard.due(state.step, self.stage.end, stop_after):
+                    self.guard.check()
                 for k, v in step_terms.items():
                     window[k] = window.get(k, 0.0) + v
                 window_steps += 1
@@ -349,10 +377,11 @@ class Distiller:
                 boundary = state.step == self.stage.end and state.step < cfg.max_steps
                 if cfg.save_every and state.step < cfg.max_steps and (state.step % cfg.save_every == 0 or boundary):
                     path = save_checkpoint(acc, self.ckpt_root, state, cfg.keep_checkpoints,
-                                           None if self._best is None else {"best": self._best})
+                                           None if self.early.best is None else {"best": self.early.best})
                     fire(self.callbacks, "on_save", self, state.step, path)
                 if stop_after is not None and state.step >= stop_after:
                     break
+                yield state.step
         finally:
             bar.close()
         final = self.validate()
@@ -369,39 +398,15 @@ class Distiller:
         values = self.validate()
         metrics.log("valid", step, values)
         fire(self.callbacks, "on_evaluate", self, step, values)
-        return self._track_best(step, values["loss"]) if self.stage.early_stopping else False
-
-    # -- early stopping (XtremeDistil's per-stage early stopping with restored best weights) ------------------
-    def _track_best(self, step: int, loss: float) -> bool:
-        """Record held-out ``loss`` at ``step`` for the current stage; a new best snapshots the weights. True when
-        ``patience`` validations in a row did not improve on the best by ``min_delta``."""
-        patience, min_delta = self.stage.early_stopping
-        rec = self.state.early.setdefault(self.stage.name, {"best": None, "best_step": None, "bad": 0})
-        rec["last_step"] = step
-        if rec["best"] is None or loss < rec["best"] - min_delta:
-            rec.update(best=loss, best_step=step, bad=0)
-            module = self.acc.unwrap_model(self.model)
-            self._best = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        if not self.stage.early_stopping:
             return False
-        rec["bad"] += 1
-        return rec["bad"] >= patience
-
-    def _restore_best(self) -> None:
-        rec = self.state.early[self.stage.name]
-        if rec["best_step"] != rec["last_step"] and self._best is not None:
-            self.acc.unwrap_model(self.model).load_state_dict(self._best)
-            log.info("stage %s: restored the best weights (held-out loss %.4g at step %d)", self.stage.name,
-                     rec["best"], rec["best_step"])
-        self._best = None
+        return self.early.track(self.stage.name, self.stage.early_stopping, step, values["loss"], self._unwrapped())
 
     def _stop_stage(self, state: TrainState, bar) -> None:
         """Out of patience: restore the best weights and jump to the end of the stage (the learning-rate schedule
         too, so the next stage starts where it would have)."""
-        rec = state.early[self.stage.name]
-        rec["stopped_at"] = state.step
-        log.info("stage %s: early stop at step %d (no held-out improvement in %d validations)", self.stage.name,
-                 state.step, rec["bad"])
-        self._restore_best()
+        self.early.stopped(self.stage.name, state.step)
+        self.early.restore(self.stage.name, self._unwrapped())
         bar.update(self.stage.end - state.step)
         state.step = self.stage.end
         self.scheduler.last_epoch = state.step - 1
@@ -409,12 +414,11 @@ class Distiller:
 
     def _finish_stage(self, metrics: MetricsLog, state: TrainState) -> None:
         """The stage ran its steps: validate once more (unless just done) and keep the best weights."""
-        rec = state.early.get(self.stage.name, {})
-        if "stopped_at" in rec:
+        if self.early.has_stopped(self.stage.name):
             return
-        if rec.get("last_step") != state.step:
+        if self.early.last_validated(self.stage.name) != state.step:
             self._evaluate(metrics, state.step)
-        self._restore_best()
+        self.early.restore(self.stage.name, self._unwrapped())
 
     def _position(self, state: TrainState) -> int:
         """Micro-batches the current stage's data has given so far."""
@@ -438,22 +442,8 @@ class Distiller:
             stacked = self.acc.reduce(stacked, reduction="mean")
         return dict(zip(keys, stacked.tolist(), strict=True))
 
-    def _nonfinite(self, loss: Tensor, terms: dict[str, Tensor], state: TrainState) -> bool:
-        """True when the loss is NaN/Inf on any process; stops the run unless ``on_nonfinite: skip``."""
-        flag = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=self.acc.device)
-        if self.acc.num_processes > 1:
-            flag = self.acc.reduce(flag, reduction="sum")
-        if flag.item() == 0:
-            return False
-        bad = next((k for k, v in terms.items() if not torch.isfinite(v).item()), "loss")
-        if self.cfg.on_nonfinite == "skip":
-            log.warning("non-finite loss at step %d (term %r): batch skipped", state.step + 1, bad)
-            return True
-        last = latest_checkpoint(self.ckpt_root)
-        raise BertpressError(
-            f"non-finite loss at step {state.step + 1} (term {bad!r} = {float(terms.get(bad, loss).detach())}): lower "
-            f"train.lr or check the data; resume from {last or 'the start'} with --resume, or set "
-            f"train.on_nonfinite: skip", exit_code=3)
+    def _unwrapped(self) -> DistillModule:
+        return self.acc.unwrap_model(self.model)
 
     def student(self) -> PreTrainedModel:
-        return self.acc.unwrap_model(self.model).student
+        return self._unwrapped().student

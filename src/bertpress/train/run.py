@@ -25,9 +25,10 @@ from bertpress.errors import BertpressError
 from bertpress.init import InitContext, initialise
 from bertpress.models.mlm_head import fit_mlm_head
 from bertpress.models.sentence_stack import local_model_dir
-from bertpress.models.teacher import STUDENT_DIR, resolve_model
+from bertpress.models.teacher import STUDENT_DIR, Teacher, resolve_model
+from bertpress.nas.training import SupernetModule
 from bertpress.recipe import Recipe
-from bertpress.train.build import build_run, resolve_recipe
+from bertpress.train.build import Run, build_run, resolve_recipe
 from bertpress.train.callbacks import Callback
 from bertpress.train.distiller import Distiller
 from bertpress.train.output import (
@@ -39,6 +40,7 @@ from bertpress.train.output import (
 )
 from bertpress.train.precision import resolve_precision
 from bertpress.train.preflight import check_corpus_and_disk
+from bertpress.train.shrinking import SpaceShrinking
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,23 @@ def make_accelerator(mixed_precision: str, *, staged: bool = False, log_with: Se
                        log_with=list(log_with) or None)
 
 
+@dataclass
+class PreparedRun:
+    """A run built, its corpus loaded, its student initialised and its :class:`Distiller` ready, before the loop."""
+
+    recipe: Recipe
+    run: Run
+    accelerator: Accelerator
+    corpus: PackedCorpus
+    teacher: Teacher
+    distiller: Distiller
+    plan: dict[str, Any]
+    fitted_head: bool
+    teacher_path: str | None
+    labelled: PackedCorpus | None
+    started: float
+
+
 def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None = None, resume: bool = False,
             overwrite: bool = False, stop_after: int | None = None, accelerator: Accelerator | None = None,
             callbacks: Sequence[Callback] = (), teacher_path: str | None = None,
@@ -130,15 +149,26 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
     ``teacher_path`` and ``labelled`` are the source-task teacher and its labelled examples, which
     :func:`bertpress.pipeline.distill` prepares for a recipe with ``teacher.source_task``.
     """
+    prepared = prepare_run(recipe, overrides=overrides, resume=resume, overwrite=overwrite, accelerator=accelerator,
+                           callbacks=callbacks, teacher_path=teacher_path, labelled=labelled)
+    return finish_run(prepared, prepared.distiller.run(resume=resume, stop_after=stop_after))
+
+
+def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None = None, resume: bool = False,
+                overwrite: bool = False, accelerator: Accelerator | None = None, callbacks: Sequence[Callback] = (),
+                teacher_path: str | None = None, labelled: PackedCorpus | None = None,
+                teacher: Teacher | None = None) -> PreparedRun:
+    """Everything :func:`distill` does before the training loop (arguments as there); ``teacher``: an already
+    loaded teacher to use instead of loading the recipe's (a cohort shares one)."""
     t0 = time.perf_counter()
     recipe = resolve_recipe(recipe, overrides)
     out = Path(recipe.output_dir)
-    run = build_run(recipe, teacher_path=teacher_path)  # first: a schedule's stages fill in train.max_steps, which the resume check compares
+    run = build_run(recipe, teacher_path=teacher_path, teacher=teacher)  # first: a schedule's stages fill in train.max_steps, which the resume check compares
     check_output_dir(out, recipe.to_dict(), resume=resume, overwrite=overwrite)
     teacher, student, spec = run.teacher, run.student, recipe.student
     trackers = accelerate_trackers(recipe.train.report_to)
-    acc = accelerator or make_accelerator(resolve_precision(recipe.train.mixed_precision), staged=len(run.stages) > 1,
-                                          log_with=trackers)
+    acc = accelerator or make_accelerator(resolve_precision(recipe.train.mixed_precision),
+                                          staged=len(run.stages) > 1 or run.supernet is not None, log_with=trackers)
     with acc.main_process_first():
         corpus = load_corpus(recipe.data, run.tokenizer, seed=recipe.seed)
     check_corpus_and_disk(recipe, corpus, out, acc.num_processes, count_parameters(student))
@@ -157,48 +187,70 @@ def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None =
         acc.wait_for_everyone()
         sample = sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
         plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
+        module = None
+        if run.supernet is not None:  # sub-networks drawn per micro-batch train in place of the student
+            sn = recipe.supernet
+            module = SupernetModule(run.supernet, [s.objective for s in run.stages], seed=recipe.seed,
+                                    sampling=sn.sampling, random=sn.random, inplace=sn.inplace)
+            if sn.shrink is not None:
+                k = sn.shrink
+                callbacks = [*callbacks, SpaceShrinking(k.every, k.fraction, k.bins, k.batches)]
         distiller = Distiller(teacher=teacher, student=student, stages=run.stages, corpus=corpus,
                               tokenizer=run.tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
                               mlm_probability=recipe.data.mlm_probability, accelerator=acc, callbacks=callbacks,
-                              labelled=labelled)
+                              labelled=labelled, module=module)
     if acc.log_with:  # W&B, MLflow, ... (and trackers of an accelerator passed in)
         acc.init_trackers(recipe.name, config=flat_recipe(recipe.to_dict()))
-    result = distiller.run(resume=resume, stop_after=stop_after)
+    return PreparedRun(recipe, run, acc, corpus, teacher, distiller, plan, fitted_head, teacher_path, labelled, t0)
+
+
+def finish_run(prepared: PreparedRun, result: dict[str, Any], extra: dict[str, Any] | None = None) -> RunResult:
+    """After the loop: the run summary (``bertpress.json``, with ``extra`` entries), the published student and the
+    model card."""
+    p, acc = prepared, prepared.accelerator
+    recipe, run, teacher, corpus, labelled = p.recipe, p.run, p.teacher, p.corpus, p.labelled
+    out = Path(recipe.output_dir)
     if acc.log_with:
         acc.end_training()
-    final_student = distiller.student()
+    final_student = p.distiller.student()
     s_config = run.student_config
     last = run.stages[-1]
     summary = {
         "bertpress_version": bertpress.__version__,
         "recipe": recipe.to_dict(),
-        "teacher": {"source": teacher_path or recipe.teacher.name_or_path, "description": teacher.describe(),
+        "teacher": {"source": p.teacher_path or recipe.teacher.name_or_path, "description": teacher.describe(),
                     "parameters": count_parameters(teacher.model),
-                    "mlm_head": "fitted (teacher.fit_mlm_head)" if fitted_head else teacher.has_mlm_head},
+                    "mlm_head": "fitted (teacher.fit_mlm_head)" if p.fitted_head else teacher.has_mlm_head},
         "student": {"parameters": count_parameters(final_student), "num_layers": s_config.num_hidden_layers,
                     "hidden_size": s_config.hidden_size, "num_heads": s_config.num_attention_heads,
                     "intermediate_size": getattr(s_config, teacher.parts.layout.ffn_size),
                     "mlm_head": teacher.has_mlm_head},
-        "init": plan,
+        "init": p.plan,
         "mapping": last.mapping,
         "objective": {"name": run.stage_specs[-1].objective.name, **last.objective.describe()},
         "stages": [s.describe() for s in run.stages],
-        "frozen": distiller.frozen,
+        "frozen": p.distiller.frozen,
         "corpus": corpus.meta,
         "final": result["valid"],
         **({"early_stopping": result["state"]["early"]} if result["state"]["early"] else {}),
         **({"task_student": TASK_STUDENT_DIR} if teacher.task else {}),
         **({"labelled": labelled.meta} if labelled is not None else {}),
+        **({"supernet": {"shapes": len(run.supernet.space.archs()), "largest": run.supernet.space.largest.name,
+                         "smallest": run.supernet.space.smallest.name,
+                         **({"shrinking": result["state"]["callbacks"]["shrinking"]}
+                            if "shrinking" in result["state"]["callbacks"] else {})}}
+           if run.supernet is not None else {}),
         "steps": result["state"]["step"],
         "tokens_seen": result["state"]["tokens"],
         "train_time_s": round(result["state"]["elapsed"], 2),
         "train_cpu_s": round(result["state"]["cpu"], 2),
-        "wall_time_s": round(time.perf_counter() - t0, 2),
+        "wall_time_s": round(time.perf_counter() - p.started, 2),
         "skipped_batches": result["state"]["skipped_batches"],
         "processes": acc.num_processes,
         "mixed_precision": acc.mixed_precision,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "accelerate": accelerate.__version__},
+        **(extra or {}),
     }
     if acc.is_main_process:
         publish_student(out, final_student, run.tokenizer, summary,

@@ -1,0 +1,45 @@
+"""``bertpress search-arch RUN_DIR --budget ...``: students for given budgets out of a distilled supernet."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search-arch", help="pick and extract the best sub-network of a supernet run for each budget",
+        description="Score every sub-network shape of a supernet run (recipe supernet: section) by held-out "
+                    "distillation loss through the supernet, then extract, for each budget, the best shape within "
+                    "it as a plain model directory (loads with AutoModel). Writes archs.json and archs.md.")
+    p.add_argument("run_dir", help="the supernet run's output directory")
+    p.add_argument("--budget", action="append", default=[], metavar="LIMITS",
+                   help="params=N and/or latency_ms=N, comma-separated (repeatable: one student per budget)")
+    p.add_argument("--output-dir", help="where the students and the report go (default RUN_DIR/students)")
+    p.add_argument("--batches", type=int, default=4, help="held-out batches each shape is scored on")
+    p.add_argument("--latency", action="store_true",
+                   help="measure a latency table of every shape on this machine and predict each shape's latency")
+    p.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurements")
+    p.add_argument("--latency-seq", type=int, default=128, help="sequence length of the latency measurements")
+    p.add_argument("--threads", type=int, help="torch threads of the latency measurements (default: torch's)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bertpress.search.arch import Budget, search_arch
+
+    budgets = [Budget.parse(b) for b in args.budget]
+    latency = ({"batch": args.latency_batch, "seq": args.latency_seq, "threads": args.threads}
+               if args.latency else None)
+    out = Path(args.output_dir) if args.output_dir else Path(args.run_dir) / "students"
+    report = search_arch(args.run_dir, budgets, out, batches=args.batches, latency=latency)
+    for pick in report["picks"]:
+        if pick.get("arch") is None:
+            print(f"{pick['budget']}: no sub-network of the space fits")
+        else:
+            lat = f", {pick['latency_ms']:.2f} ms" if "latency_ms" in pick else ""
+            print(f"{pick['budget']}: {pick['arch']} ({pick['params'] / 1e6:.2f}M parameters{lat}, held-out loss "
+                  f"{pick['heldout_loss']:.4f}) -> {pick['dir']}")
+    print(f"report: {out / 'archs.md'}")
+    return 0

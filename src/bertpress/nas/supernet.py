@@ -1,0 +1,120 @@
+"""A supernet: one teacher-shaped (or smaller) student whose leading slices are the sub-networks (NAS-BERT).
+
+* :func:`rewire` reorders a model's heads, per-head dims, FFN neurons and hidden dims by ETD-Impt importance, most
+  important first (DynaBERT's network rewiring, Hou et al., 2020): the same function (up to the order of the hidden
+  dims), and every leading slice becomes the ETD-Impt extraction of its shape. In a recipe: ``init: etd-impt`` with
+  ``init_args: {order: importance}``.
+* :class:`Supernet` runs a sub-network as ``torch.func.functional_call`` of a small *shell* model of the
+  sub-network's shape (a plain HF model whose own weights are on the meta device) with differentiable slices of the
+  supernet's parameters, laid out by ETD's extraction (:func:`bertpress.init.extract.sliced_parameters`): gradients
+  reach the supernet, and only the sliced parts of it.
+* :meth:`Supernet.extract` copies a sub-network out as a plain HF model (``save_pretrained`` -> ``AutoModel``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+from bertpress.errors import BertpressError
+from bertpress.init.etd import build_plan, choose_layers
+from bertpress.init.extract import ExtractionPlan, extract, sliced_parameters
+from bertpress.init.importance import Importance
+from bertpress.models.anatomy import anatomy, layer_width_parts, mlm_head_parts
+from bertpress.models.student import StudentShape, build_student, student_config
+from bertpress.nas.space import Arch, ArchSpace
+
+
+def rewire(model: PreTrainedModel, scores: Importance) -> tuple[PreTrainedModel, ExtractionPlan]:
+    """A copy of ``model`` with its units reordered by ``scores`` (most important first) and the plan used (its
+    ``hidden_dims[j]`` is the original dim now at ``j``): the full-size ETD-Impt extraction with
+    ``order: importance``, which a recipe gets as ``init: etd-impt`` with ``init_args: {order: importance}``."""
+    parts = anatomy(model)
+    plan = build_plan(parts, model.config, list(range(1, parts.num_layers + 1)), scores, torch.Generator(),
+                      ranked=True)
+    out = copy.deepcopy(model)
+    extract(model, out, plan)
+    return out, plan
+
+
+class Supernet:
+    """Sub-networks of ``model`` (the supernet) from ``space``; ``depth``: which supernet layers a sub-network of
+    ``L`` layers uses: ``leading`` (the first ``L``, AutoTinyBERT) or a layer mapping rule (``skip``, ``uniform``,
+    ``last``...: spread over the depth, as ETD picks teacher layers)."""
+
+    def __init__(self, model: PreTrainedModel, space: ArchSpace, depth: str = "leading") -> None:
+        self.model, self.space, self.depth = model, space, depth
+        self.parts = anatomy(model)
+        p = self.parts
+        space.check_fits(p.num_layers, p.hidden_size, p.num_heads, layer_width_parts(p, 0).neurons, p.head_dim)
+        self.mlm_head = mlm_head_parts(p) is not None
+        self._shells: dict[Arch, PreTrainedModel] = {}
+        self.layers(space.smallest)  # an unknown depth rule fails now
+
+    def layers(self, arch: Arch) -> list[int]:
+        """The 1-based supernet layers of ``arch``."""
+        if self.depth == "leading":
+            return list(range(1, arch.layers + 1))
+        try:
+            return choose_layers(self.depth, self.parts.num_layers, arch.layers)
+        except (BertpressError, KeyError, TypeError, ValueError):
+            raise BertpressError(f"supernet depth {self.depth!r}: use leading or a layer mapping rule (skip, "
+                                 "uniform, last, first)") from None
+
+    def plan(self, arch: Arch) -> ExtractionPlan:
+        """The leading slice of ``arch``, in ETD's extraction layout."""
+        d = self.parts.head_dim
+        n_heads = max(arch.heads, math.ceil(arch.hidden / d))
+        per_head = [arch.hidden // n_heads + (j < arch.hidden % n_heads) for j in range(n_heads)]
+        return ExtractionPlan(layers=self.layers(arch), hidden_dims=list(range(arch.hidden)),
+                              heads=[list(range(n_heads))] * arch.layers,
+                              head_dims=[[list(range(k)) for k in per_head]] * arch.layers,
+                              neurons=[list(range(arch.ffn))] * arch.layers)
+
+    def config(self, arch: Arch) -> PretrainedConfig:
+        return student_config(self.model.config, StudentShape(arch.layers, arch.hidden, arch.heads, arch.ffn))
+
+    def shell(self, arch: Arch) -> PreTrainedModel:
+        """A model of ``arch``'s shape whose parameters live on the meta device (its buffers are real): the module
+        structure :meth:`__call__` runs with sliced supernet weights (cached per shape)."""
+        if arch not in self._shells:
+            with torch.random.fork_rng(devices=[]):  # building one must not move the run's RNG (dropout, resume)
+                shell = build_student(self.config(arch), mlm_head=self.mlm_head)
+            meta: dict[int, nn.Parameter] = {}
+            for module in shell.modules():
+                for name, param in list(module._parameters.items()):
+                    if param is not None:  # tied weights stay tied: one meta parameter per original
+                        module._parameters[name] = meta.setdefault(
+                            id(param), nn.Parameter(torch.empty_like(param, device="meta"), param.requires_grad))
+            self._shells[arch] = shell
+        shell = self._shells[arch]
+        shell.train(self.model.training)
+        return shell
+
+    def parameters_of(self, arch: Arch) -> dict[str, Tensor]:
+        """``arch``'s weights: differentiable slices of the supernet's parameters, by the shell's names."""
+        return sliced_parameters(self.model, self.shell(arch), self.plan(arch))
+
+    def __call__(self, arch: Arch, module: nn.Module | None = None, **inputs: Tensor) -> Any:
+        """Run sub-network ``arch`` on ``inputs`` (``module``: a submodule of its shell to call instead, e.g. the
+        encoder without the MLM head)."""
+        shell = self.shell(arch)
+        params = sliced_parameters(self.model, shell, self.plan(arch))
+        if module is None:
+            return torch.func.functional_call(shell, params, args=(), kwargs=inputs)
+        prefix = next(n for n, m in shell.named_modules() if m is module)
+        own = {k[len(prefix) + 1:]: v for k, v in params.items() if k.startswith(prefix + ".")} if prefix else params
+        return torch.func.functional_call(module, own, args=(), kwargs=inputs)
+
+    @torch.no_grad()
+    def extract(self, arch: Arch) -> PreTrainedModel:
+        """Sub-network ``arch`` as a plain HF model with its own copy of the weights."""
+        with torch.random.fork_rng(devices=[]):
+            student = build_student(self.config(arch), mlm_head=self.mlm_head)
+        extract(self.model, student, self.plan(arch))
+        return student.train(self.model.training)

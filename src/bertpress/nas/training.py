@@ -1,0 +1,152 @@
+"""Supernet distillation: every step trains sampled sub-networks of one supernet against the teacher.
+
+:class:`SupernetObjective` holds one objective per sub-network shape (its layer mapping resolved for the shape's
+depth, as a solo student of that shape would get) and asks the teacher for what any of them reads, so the teacher
+runs once per batch. :class:`SupernetModule` is what the loop trains in place of a plain student: per micro-batch it
+draws the sub-networks (:meth:`bertpress.nas.space.ArchSpace.sample`, seeded by the micro-batch's position, so
+every process and every resume draws the same), runs each as a slice of the supernet and sums their objectives
+(gradients accumulate in the shared weights: the sandwich rule's sum). Validation scores the largest and the
+smallest sub-network. With ``inplace`` (in-place distillation, slimmable networks / BigNAS) the largest sub-network learns
+from the teacher and the others from the largest's features (detached), which needs a teacher-shaped supernet.
+Objectives with learned parameters (projections to the teacher's width) are refused: one
+projection per shape would not be shared; MiniLM's relations need none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from bertpress.errors import BertpressError
+from bertpress.models.anatomy import anatomy
+from bertpress.models.features import FeatureRequest, Features, FeatureTap
+from bertpress.nas.space import Arch, ArchSpace
+from bertpress.nas.supernet import Supernet
+from bertpress.objectives.base import Objective
+
+
+class SupernetObjective(Objective):
+    """One parameter-free objective per shape of ``space``, built by ``build(arch)``."""
+
+    def __init__(self, space: ArchSpace, build: Callable[[Arch], Objective], name: str) -> None:
+        super().__init__({"loss": 1.0})
+        self.space, self.name = space, name
+        self.per_arch: dict[Arch, Objective] = {}
+        for arch in space.archs():
+            objective = build(arch)
+            if any(True for _ in objective.parameters()):
+                raise BertpressError(
+                    f"supernet: objective {name!r} learns parameters (projections) for sub-network {arch.name}, "
+                    "which sub-networks of other widths cannot share: use minilm (relations need no projection), or "
+                    "an objective without hidden-state matches at widths other than the teacher's")
+            self.per_arch[arch] = objective
+        self.needs_masking = any(o.needs_masking for o in self.per_arch.values())
+
+    def requests(self) -> tuple[FeatureRequest, FeatureRequest]:
+        teacher = FeatureRequest()
+        for objective in self.per_arch.values():
+            teacher = teacher | objective.requests()[0]
+        return teacher, FeatureRequest()
+
+    def terms(self, student: Features, teacher: Features, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        raise TypeError("a supernet objective is computed per sub-network by SupernetModule")
+
+    def describe(self) -> dict[str, Any]:
+        big, small = self.space.largest, self.space.smallest
+        return {"supernet": self.name, "shapes": len(self.per_arch),
+                "largest": self.per_arch[big].describe(), "smallest": self.per_arch[small].describe()}
+
+
+def _detached(feats: Features) -> Features:
+    def d(x: dict[int, Tensor]) -> dict[int, Tensor]:
+        return {k: v.detach() for k, v in x.items()}
+
+    return Features(d(feats.hidden), d(feats.query), d(feats.key), d(feats.value),
+                    None if feats.logits is None else feats.logits.detach())
+
+
+class _Slice:
+    """Runs sub-network ``arch`` (its encoder, or the whole model for logits) as a slice of the supernet."""
+
+    def __init__(self, supernet: Supernet, arch: Arch, module: nn.Module) -> None:
+        self.supernet, self.arch, self.module = supernet, arch, module
+
+    def __call__(self, **inputs: Tensor) -> Any:
+        return self.supernet(self.arch, module=self.module, **inputs)
+
+
+class SupernetModule(nn.Module):
+    """The trainable part of a supernet run: the supernet (``student``) and its stages' supernet objectives."""
+
+    def __init__(self, supernet: Supernet, objectives: Sequence[SupernetObjective], *, seed: int,
+                 sampling: str = "sandwich", random: int = 2, inplace: bool = False) -> None:
+        super().__init__()
+        if inplace and sampling != "sandwich":
+            raise BertpressError("supernet.inplace: the largest sub-network teaches the others, so it must train in "
+                                 "every step: use sampling: sandwich")
+        self.inplace = inplace
+        self.supernet, self.student = supernet, supernet.model
+        self.objectives = nn.ModuleList(objectives)
+        self.parts = anatomy(self.student)
+        self.seed, self.sampling, self.random = seed, sampling, random
+        self.active = 0
+        self._taps: dict[tuple[int, Arch, bool], FeatureTap] = {}
+        #: shapes dropped from sampling by progressive shrinking of the space
+        self.excluded: set[Arch] = set()
+
+    def activate(self, index: int) -> None:
+        self.active = index
+
+    def archs(self, batch: dict[str, Any]) -> list[tuple[str, Arch]]:
+        """(role, shape) of the sub-networks this batch trains: the sampled ones in training, the largest alone
+        for the loop's reachability probe (no position), the largest and smallest in validation."""
+        space = self.supernet.space
+        if not self.training:
+            return [("largest", space.largest), ("smallest", space.smallest)]
+        if "position" not in batch:
+            return [("largest", space.largest)]
+        among = [a for a in space.archs() if a not in self.excluded] if self.excluded else None
+        drawn = space.sample(self.seed, int(batch["position"]), self.sampling, self.random, among)
+        if self.sampling == "random":
+            return [("random", drawn[0])]
+        return [("largest", drawn[0]), ("smallest", drawn[1]), *(("random", a) for a in drawn[2:])]
+
+    def features(self, arch: Arch, batch: dict[str, Any]) -> Features:
+        """What the active objective reads of sub-network ``arch`` on ``batch``."""
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        return self._tap(arch)(**inputs)
+
+    def _tap(self, arch: Arch, teaching: bool = False) -> FeatureTap:
+        key = (self.active, arch, teaching)
+        if key not in self._taps:
+            objective = self.objectives[self.active]
+            request = objective.per_arch[arch].requests()[1]
+            if teaching:  # also what every sub-network's objective reads of its teacher
+                request = request | objective.requests()[0]
+            parts = anatomy(self.supernet.shell(arch))
+            self._taps[key] = FeatureTap(parts, request, runner=_Slice(self.supernet, arch, parts.model
+                                                                       if request.logits else parts.base))
+        return self._taps[key]
+
+    def forward(self, batch: dict[str, Any], teacher_feats: Features) -> tuple[Tensor, dict[str, Tensor]]:
+        objective = self.objectives[self.active]
+        total: Tensor | float = 0.0
+        sums: dict[str, Tensor] = {}
+        counts: dict[str, int] = {}
+        teaching = self.inplace and self.training and "position" in batch
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        for role, arch in self.archs(batch):
+            self.supernet.shell(arch)  # (train/eval mode follows the supernet)
+            if teaching and role == "largest":  # in-place distillation: the largest learns from the teacher and
+                feats = self._tap(arch, teaching=True)(**inputs)  # teaches the others (its features, detached)
+                loss, _ = objective.per_arch[arch](feats, teacher_feats, batch)
+                targets = _detached(feats)
+            else:
+                loss, _ = objective.per_arch[arch](self.features(arch, batch),
+                                                   targets if teaching else teacher_feats, batch)
+            total = total + loss
+            sums[f"loss_{role}"] = sums.get(f"loss_{role}", 0.0) + loss.detach()
+            counts[role] = counts.get(role, 0) + 1
+        return total, {k: v / counts[k[5:]] for k, v in sums.items()}

@@ -1,0 +1,54 @@
+"""The ``supernet:`` section: distil one supernet whose sub-networks are a family of students (NAS-BERT)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from bertpress.config import Strict
+
+
+class SupernetSpaceSpec(Strict):
+    """Sizes a sub-network may take; every combination whose heads divide the hidden width is in the space."""
+
+    layers: list[int] = Field(min_length=1, description="depths, e.g. [2, 3, 4, 6]")
+    hidden: list[int] = Field(min_length=1, description="hidden widths, e.g. [192, 256, 384]")
+    heads: list[int] = Field(min_length=1, description="attention head counts, e.g. [6, 8, 12]")
+    ffn: list[int] = Field(min_length=1, description="FFN widths, e.g. [512, 1024, 1536]")
+
+    @field_validator("layers", "hidden", "heads", "ffn")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if min(v) < 1:
+            raise ValueError(f"sizes {v} must be positive")
+        return v
+
+
+class ShrinkSpec(Strict):
+    """Progressive shrinking of the space (NAS-BERT's search-space pruning)."""
+
+    every: int = Field(gt=0, description="shrink every N steps")
+    fraction: float = Field(0.2, ge=0, lt=1, description="share of each size bin's shapes dropped per shrinking")
+    bins: int = Field(4, gt=0, description="groups of similar parameter count, shrunk separately")
+    batches: int = Field(2, gt=0, description="held-out batches each shape is scored on")
+
+
+class SupernetSpec(Strict):
+    """Train the student as a supernet (docs/nas.md): its leading slices are sub-networks of the shapes in
+    ``space``; each step trains sampled ones against the teacher. The student's own shape (student.*) is the
+    supernet; start it as the teacher with its units ranked by importance: ``init: etd-impt``, ``init_args: {layers:
+    first, order: importance}`` with the teacher's depth."""
+
+    space: SupernetSpaceSpec = Field(description="the sub-network shapes: {layers, hidden, heads, ffn} lists")
+    sampling: Literal["sandwich", "random"] = Field(
+        "sandwich", description="per step: the largest, the smallest and `random` drawn sub-networks (sandwich rule, "
+                                "slimmable networks / BigNAS), or one drawn sub-network (AutoTinyBERT)")
+    random: int = Field(2, ge=0, description="sandwich: sub-networks drawn per step besides the largest and smallest")
+    depth: str = Field("leading", description="which supernet layers a sub-network of L layers uses: leading (the "
+                                              "first L, AutoTinyBERT) or a layer rule (skip, uniform, last, first)")
+    inplace: bool = Field(False, description="in-place distillation (slimmable networks / BigNAS): the largest "
+                                             "sub-network learns from the teacher, the others from it; sandwich "
+                                             "sampling and a largest shape with the teacher's depth, width and heads")
+    shrink: ShrinkSpec | None = Field(None, description="drop the worst shapes of each size bin from sampling every "
+                                                        "N steps, e.g. {every: 200, fraction: 0.2} (docs/nas.md)")

@@ -1,0 +1,26 @@
+"""The NAS benchmark's settings: its targets are shapes of the shipped supernet space spanning > 3x in size, and the
+separate route's recipes are the supernet recipe without the supernet (same objective, mapping and data)."""
+
+from bertpress.train.build import arch_space, resolve_recipe
+
+
+def test_targets_are_in_the_shipped_space_and_span_3x(tmp_path, benchmark_script):
+    bench = benchmark_script("nas")
+    supernet = resolve_recipe(bench._recipe(tmp_path, "supernet", 10, 16))
+    assert set(bench.TARGETS) <= set(arch_space(supernet).archs())
+    sizes = [bench._params(a) for a in bench.TARGETS]
+    assert sizes[0] == 22_713_216  # the teacher's shape: all-MiniLM-L6-v2's 22.7M
+    assert max(sizes) / min(sizes) > 3
+    assert supernet.train.mixed_precision == "no" and supernet.supernet.sampling == "sandwich"
+
+
+def test_separate_students_share_objective_mapping_and_data(tmp_path, benchmark_script):
+    bench = benchmark_script("nas")
+    supernet = resolve_recipe(bench._recipe(tmp_path, "supernet", 10, 16))
+    arch = bench.TARGETS[2]
+    alone = resolve_recipe(bench.separate_recipe(tmp_path, arch, 5, 16))
+    assert alone.supernet is None and alone.student.init == "etd-impt"
+    assert (alone.student.num_layers, alone.student.hidden_size, alone.student.num_heads,
+            alone.student.intermediate_size) == (arch.layers, arch.hidden, arch.heads, arch.ffn)
+    assert alone.objective == supernet.objective and alone.mapping == supernet.mapping
+    assert alone.data == supernet.data and alone.train.max_steps == 5
