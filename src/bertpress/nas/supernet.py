@@ -96,6 +96,10 @@ class Supernet:
         shell.train(self.model.training)
         return shell
 
+    def num_parameters(self, arch: Arch) -> int:
+        """Parameters of ``arch`` as a plain model (tied weights once)."""
+        return sum(p.numel() for p in self.shell(arch).parameters())
+
     def parameters_of(self, arch: Arch) -> dict[str, Tensor]:
         """``arch``'s weights: differentiable slices of the supernet's parameters, by the shell's names."""
         return sliced_parameters(self.model, self.shell(arch), self.plan(arch))
@@ -105,7 +109,7 @@ class Supernet:
         encoder without the MLM head)."""
         shell = self.shell(arch)
         params = sliced_parameters(self.model, shell, self.plan(arch))
-        if module is None:
+        if module is None or module is shell:
             return torch.func.functional_call(shell, params, args=(), kwargs=inputs)
         prefix = next(n for n, m in shell.named_modules() if m is module)
         own = {k[len(prefix) + 1:]: v for k, v in params.items() if k.startswith(prefix + ".")} if prefix else params

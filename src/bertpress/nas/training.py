@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from bertpress.errors import BertpressError
@@ -130,6 +131,20 @@ class SupernetModule(nn.Module):
                                                                        if request.logits else parts.base))
         return self._taps[key]
 
+    @torch.no_grad()
+    def heldout_losses(self, archs: Sequence[Arch], batches: Sequence[dict[str, Any]],
+                       teacher: Sequence[Features]) -> dict[Arch, float]:
+        """Mean loss of each shape over ``batches`` against their ``teacher`` features, dropout off (the score
+        of space shrinking and of ``bertpress search-arch``)."""
+        objective = self.objectives[self.active]
+        was_training = self.training
+        self.eval()
+        try:
+            return {a: sum(float(objective.per_arch[a](self.features(a, batch), t, batch)[0])
+                           for batch, t in zip(batches, teacher, strict=True)) / len(batches) for a in archs}
+        finally:
+            self.train(was_training)
+
     def forward(self, batch: dict[str, Any], teacher_feats: Features) -> tuple[Tensor, dict[str, Tensor]]:
         objective = self.objectives[self.active]
         total: Tensor | float = 0.0
@@ -138,7 +153,6 @@ class SupernetModule(nn.Module):
         teaching = self.inplace and self.training and "position" in batch
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         for role, arch in self.archs(batch):
-            self.supernet.shell(arch)  # (train/eval mode follows the supernet)
             if teaching and role == "largest":  # in-place distillation: the largest learns from the teacher and
                 feats = self._tap(arch, teaching=True)(**inputs)  # teaches the others (its features, detached)
                 loss, _ = objective.per_arch[arch](feats, teacher_feats, batch)

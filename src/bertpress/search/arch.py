@@ -30,6 +30,7 @@ from bertpress.nas.training import SupernetModule
 from bertpress.recipe import load_recipe
 from bertpress.train.build import build_run
 from bertpress.train.data import Batcher
+from bertpress.train.distiller import VALID_SEED
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def score_archs(run_dir: Path, *, batches: int = 4) -> tuple[list[dict[str, Any]
     module = SupernetModule(run.supernet, [s.objective for s in run.stages], seed=recipe.seed).eval()
     module.activate(len(run.stages) - 1)
     batcher = Batcher(run.tokenizer, masking=objective.needs_masking, probability=recipe.data.mlm_probability,
-                      seed=7919, trim=corpus.meta.get("unit", "blocks") != "blocks")
+                      seed=VALID_SEED, trim=corpus.meta.get("unit", "blocks") != "blocks")
     valid = torch.as_tensor(corpus.valid, dtype=torch.long)
     bs = recipe.train.batch_size
     n = min(batches, -(-len(valid) // bs))
@@ -96,15 +97,9 @@ def score_archs(run_dir: Path, *, batches: int = 4) -> tuple[list[dict[str, Any]
     with torch.no_grad():
         teacher = [teacher_forward(tap, **{k: x[k] for k in ("input_ids", "attention_mask") if k in x})
                    for x in inputs]
-        records = []
-        for arch in run.supernet.space.archs():
-            loss = 0.0
-            for batch, feats in zip(inputs, teacher, strict=True):
-                step, _ = objective.per_arch[arch](module.features(arch, batch), feats, batch)
-                loss += float(step)
-            shell = run.supernet.shell(arch)
-            records.append({"arch": arch.name, **arch.to_dict(), "heldout_loss": loss / n,
-                            "params": sum(p.numel() for p in shell.parameters())})
+    losses = module.heldout_losses(run.supernet.space.archs(), inputs, teacher)
+    records = [{"arch": a.name, **a.to_dict(), "heldout_loss": loss, "params": run.supernet.num_parameters(a)}
+               for a, loss in losses.items()]
     tap.close()
     return records, run
 

@@ -49,8 +49,8 @@ class SpaceShrinking(Callback):
         space = module.supernet.space
         active = [a for a in space.archs() if a not in module.excluded]
         scores = self.score(distiller, active)
-        dropped = choose_dropped(active, scores, {a: params(module, a) for a in active}, self.bins, self.fraction,
-                                 keep={space.largest, space.smallest})
+        dropped = choose_dropped(active, scores, {a: module.supernet.num_parameters(a) for a in active}, self.bins,
+                                 self.fraction, keep={space.largest, space.smallest})
         module.excluded |= set(dropped)
         distiller.state.callbacks.setdefault(KEY, []).append(
             {"step": step, "scored": len(active), "dropped": [a.name for a in dropped],
@@ -59,23 +59,10 @@ class SpaceShrinking(Callback):
 
     def score(self, distiller: Any, archs: list[Arch]) -> dict[Arch, float]:
         """Held-out loss of each shape (dropout off) on the first ``batches`` held-out batches."""
-        module = self._module(distiller)
-        objective = module.objectives[module.active]
-        module.eval()
-        try:
-            with torch.no_grad():
-                batches = distiller.held_out_batches(self.batches)
-                n = len(batches)
-                teacher = [teacher_forward(distiller.teacher_tap, **{k: batch[k] for k in _INPUTS if k in batch})
-                           for batch in batches]
-                return {a: sum(float(objective.per_arch[a](module.features(a, batch), t, batch)[0])
-                               for batch, t in zip(batches, teacher, strict=True)) / n for a in archs}
-        finally:
-            module.train()
-
-
-def params(module: Any, arch: Arch) -> int:
-    return sum(p.numel() for p in module.supernet.shell(arch).parameters())
+        batches = distiller.held_out_batches(self.batches)
+        with torch.no_grad():
+            teacher = [teacher_forward(distiller.teacher_tap, **{k: b[k] for k in _INPUTS if k in b}) for b in batches]
+        return self._module(distiller).heldout_losses(archs, batches, teacher)
 
 
 def choose_dropped(archs: list[Arch], scores: dict[Arch, float], sizes: dict[Arch, int], bins: int, fraction: float,
