@@ -48,10 +48,7 @@ from bertpress.evaluate.tasks import load_task
 from bertpress.models.student import StudentShape, student_config
 from bertpress.models.teacher import PACKAGED_TEACHER, resolve_model
 from bertpress.nas.space import Arch
-from bertpress.nas.supernet import Supernet
-from bertpress.recipe import load_recipe
-from bertpress.search.arch import Budget, search_arch
-from bertpress.train.build import arch_space
+from bertpress.search.arch import Budget, load_supernet_run, search_arch
 from bertpress.train.checkpoint import latest_checkpoint
 from bertpress.train.run import distill
 
@@ -131,9 +128,7 @@ def search_phase(out_dir: Path) -> None:
     report = search_arch(out_dir / "supernet", budgets, out_dir / "search",
                          latency={"batch": 1, "seq": 128, "threads": 1, "rounds": 20})
     torch.set_num_threads(os.cpu_count() or 1)
-    recipe = load_recipe(out_dir / "supernet" / "recipe.yaml")
-    net = Supernet(AutoModel.from_pretrained(out_dir / "supernet" / "student"), arch_space(recipe),
-                   recipe.supernet.depth)
+    net = load_supernet_run(out_dir / "supernet").supernet  # ranked as the run ranked it
     tok = AutoTokenizer.from_pretrained(out_dir / "supernet" / "student")
     for arch in TARGETS:
         target = out_dir / "extracted" / arch.name

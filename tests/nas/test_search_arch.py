@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 import yaml
-from nas.test_supernet_training import SPACE, recipe
+from nas.test_supernet_training import SPACE, ranked_supernet, recipe
 from transformers import AutoModel
 
 from bertpress.errors import BertpressError
@@ -39,8 +39,8 @@ def test_picks_are_the_best_within_each_budget(supernet_run, tmp_path):
     assert free["heldout_loss"] == min(r["heldout_loss"] for r in records)
     student = AutoModel.from_pretrained(small["dir"]).eval()
     assert sum(p.numel() for p in student.parameters()) == small["params"]
-    net = Supernet(AutoModel.from_pretrained(supernet_run / "student").eval(),
-                   ArchSpace(**{k: tuple(v) for k, v in SPACE.items()}))
+    net = ranked_supernet(supernet_run)
+    net.model.eval()
     arch = Arch(small["layers"], small["hidden"], small["heads"], small["ffn"])
     x = torch.randint(5, student.config.vocab_size, (2, 10), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Supernet slices on tiny models: the full slice is the supernet, rewired slices are ETD-Impt extractions, gradients
+"""Supernet slices on tiny models: the full slice is the supernet, ranked slices are ETD-Impt extractions, gradients
 reach only the slice, extracted students load and match the slice, sampling is seeded by (seed, position)."""
 
 import pytest
@@ -11,7 +11,7 @@ from bertpress.init import initialise
 from bertpress.init.importance import compute_importance
 from bertpress.models.teacher import load_teacher
 from bertpress.nas.space import Arch, ArchSpace
-from bertpress.nas.supernet import Supernet, rewire
+from bertpress.nas.supernet import Supernet
 
 from tiny_models import tiny_config
 
@@ -47,25 +47,29 @@ def test_full_slice_reproduces_the_supernet(teacher):
     assert torch.allclose(sliced, full, atol=1e-6)
 
 
-def test_rewired_slices_are_etd_impt_extractions(teacher):
+def test_ranked_slices_are_etd_impt_extractions_and_the_full_one_is_the_teacher(teacher):
     batches = list(sample_batches(teacher.tokenizer)(2))
     scores = compute_importance(teacher, batches, seed=0)
-    rewired, plan = rewire(teacher.model, scores)
+    net = Supernet(teacher.model.eval(), SPACE)
+    net.rank(scores)
     x = inputs(teacher.model.config.vocab_size)
     with torch.no_grad():
-        # the same function, hidden dims reordered
-        same = _hidden(rewired.eval()(**x))
-        assert torch.allclose(same, _hidden(teacher.model.eval()(**x))[..., plan.hidden_dims], atol=1e-5)
-        net = Supernet(rewired, SPACE)
+        # the teacher-shaped slice keeps every unit in the teacher's order: it is the teacher, head for head
+        full = net.plan(SPACE.largest)
+        assert full.hidden_dims == list(range(32)) and full.heads == [list(range(4))] * 4
+        assert torch.equal(_hidden(net(SPACE.largest, **x)), _hidden(teacher.model(**x)))
         for arch in (Arch(2, 16, 2, 32), Arch(3, 24, 3, 32), Arch(4, 16, 4, 64)):
             student, ctx = make(teacher, num_layers=arch.layers, hidden_size=arch.hidden, num_heads=arch.heads,
                                 intermediate_size=arch.ffn)
             info = initialise("etd-impt", ctx, {"importance_batches": 2, "layers": list(range(1, arch.layers + 1))})
-            etd = _hidden(student.eval()(**x))
-            # the slice keeps the same dims as ETD-Impt, most important first; ETD keeps them in teacher order
-            order = [plan.hidden_dims.index(d) for d in info["hidden_dims"]]
-            assert sorted(plan.hidden_dims[:arch.hidden]) == info["hidden_dims"]
-            assert torch.allclose(_hidden(net(arch, **x))[..., order], etd, atol=1e-5), arch
+            plan = net.plan(arch)
+            assert (plan.hidden_dims, plan.heads, plan.neurons) == (info["hidden_dims"], info["heads"],
+                                                                     info["neurons"])
+            assert plan.hidden_dims != list(range(arch.hidden))  # importance, not the leading dims
+            assert torch.allclose(_hidden(net(arch, **x)), _hidden(student.eval()(**x)), atol=1e-6), arch
+    with pytest.raises(BertpressError, match="importance scores of heads have shape"):
+        Supernet(teacher.model, ArchSpace(layers=(2,), hidden=(16,), heads=(2,), ffn=(32,))).rank(
+            type(scores)(scores.heads[:2], scores.head_dims, scores.neurons, scores.hidden, scores.layers, "x"))
 
 
 def test_gradients_reach_only_the_slice(teacher):

@@ -1,12 +1,15 @@
 """Supernet distillation through the loop on a tiny teacher: sub-networks learn, the draw is seeded and exact across
 a resume, a step changes only the slices it trained, the supernet dir loads and its slices extract."""
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModel
 
 from bertpress.errors import BertpressError
+from bertpress.init.importance import Importance
 from bertpress.nas.space import ArchSpace
 from bertpress.nas.supernet import Supernet
 from bertpress.recipe import recipe_from_dict
@@ -18,14 +21,21 @@ from bertpress.train.run import distill
 SPACE = {"layers": [2, 4], "hidden": [16, 32], "heads": [2, 4], "ffn": [32, 64]}
 
 
+def ranked_supernet(run_dir) -> Supernet:
+    """The trained supernet of a run, ranked by the run's stored importance scores."""
+    net = Supernet(AutoModel.from_pretrained(run_dir / "student"), ArchSpace(**{k: tuple(v) for k, v in SPACE.items()}))
+    net.rank(Importance.from_json(json.loads((run_dir / "etd-importance.json").read_text())["scores"]))
+    return net
+
+
 def recipe(tmp_path, teacher, corpus, name="run", **extra):
     r = {"output_dir": str(tmp_path / name), "seed": 5, "teacher": {"name_or_path": str(teacher)},
          "student": {"num_layers": 4, "init": "etd-impt",
-                     "init_args": {"layers": "first", "order": "importance", "importance_batches": 2}},
+                     "init_args": {"layers": "first", "importance_batches": 2}},
          "data": {"sources": [str(corpus)], "block_size": 32, "validation_fraction": 0.1,
                   "cache_dir": str(tmp_path / "cache")},
          "objective": {"name": "minilm"}, "mapping": {"strategy": "last"},
-         "supernet": {"space": SPACE},
+         "supernet": {"space": SPACE, "importance_batches": 2},
          "train": {"max_steps": 30, "batch_size": 8, "lr": 1e-3, "eval_every": 15, "save_every": 10,
                    "log_every": 5, "num_workers": 0}}
     for k, v in extra.items():
@@ -37,8 +47,10 @@ def test_supernet_distillation_trains_largest_and_smallest(tmp_path, tiny_teache
     result = distill(recipe(tmp_path, tiny_teacher_bare, tiny_corpus))
     valid = read_metrics(result.output_dir / "metrics.jsonl", "valid")
     assert [v["step"] for v in valid] == [0, 15, 30]
-    for role in ("loss_largest", "loss_smallest"):
-        assert valid[-1][role] < valid[0][role], (role, valid)
+    # ranked by importance, the teacher-shaped sub-network of the fresh supernet is the teacher, head for head
+    assert valid[0]["loss_largest"] < 1e-6 < valid[0]["loss_smallest"]
+    assert valid[-1]["loss_smallest"] < valid[0]["loss_smallest"], valid
+    assert valid[-1]["loss_largest"] < 0.1 * valid[0]["loss_smallest"], valid
     train = read_metrics(result.output_dir / "metrics.jsonl", "train")
     assert {"loss_largest", "loss_smallest", "loss_random"} <= train[0].keys()
     assert result.summary["supernet"] == {"shapes": 2 * (2 * 2 + 2 * 2), "largest": "L4-H32-A4-F64",
@@ -80,14 +92,17 @@ def test_one_random_step_changes_only_its_slice(tmp_path, tiny_teacher_bare, tin
     after = load_file(str(result.student_dir / "model.safetensors"))
     space = ArchSpace(**{k: tuple(v) for k, v in SPACE.items()})
     arch = space.sample(5, 0, rule="random")[0]
-    rows = Supernet(AutoModel.from_pretrained(result.student_dir), space).plan(arch).attention_index(0, 8)
+    net = ranked_supernet(result.output_dir)
+    plan = net.plan(arch)
+    rows, cols = plan.attention_index(0, 8), plan.hidden_dims
     assert arch.hidden < 32 and len(rows) == arch.hidden  # (this seed's draw: a narrow slice)
+    assert cols != list(range(arch.hidden))  # ranked: not simply the leading dims
     q = "encoder.layer.0.attention.self.query.weight"
     delta = (after[q] - snap.before[q]).abs()
-    outside = torch.ones(32, dtype=torch.bool)
-    outside[rows] = False
-    assert delta[rows][:, :arch.hidden].sum() > 0
-    assert delta[outside].sum() == 0 and delta[:, arch.hidden:].sum() == 0
+    outside_rows, outside_cols = torch.ones(32, dtype=torch.bool), torch.ones(32, dtype=torch.bool)
+    outside_rows[rows], outside_cols[cols] = False, False
+    assert delta[rows][:, cols].sum() > 0
+    assert delta[outside_rows].sum() == 0 and delta[:, outside_cols].sum() == 0
     for i in range(arch.layers, 4):  # layers beyond the slice's depth: untouched
         key = f"encoder.layer.{i}.output.dense.weight"
         assert torch.equal(after[key], snap.before[key])
@@ -105,6 +120,9 @@ def test_bad_supernet_recipes_are_refused(tmp_path, tiny_teacher_bare, tiny_corp
     with pytest.raises(BertpressError, match="hidden 64 exceeds the supernet's 32"):
         build_run(recipe(tmp_path, tiny_teacher_bare, tiny_corpus,
                          supernet={"space": {**SPACE, "hidden": [16, 64]}}))
+    with pytest.raises(BertpressError, match="supernet.order importance ranks the teacher's units, so the supernet "
+                                             "must start as the teacher"):
+        distill(recipe(tmp_path, tiny_teacher_bare, tiny_corpus, student={"init": "random", "init_args": {}}))
     assert not (tmp_path / "run").exists()
 
 

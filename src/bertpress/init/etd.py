@@ -16,7 +16,7 @@ teacher's own shape reproduces it exactly.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -67,9 +67,6 @@ class ETDImptOptions(BaseModel):
 
     importance_batches: int = Field(8, ge=1, description="corpus batches the importance scores are measured on")
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens corrupted for the importance loss")
-    order: Literal["teacher", "importance"] = Field(
-        "teacher", description="order of the kept units: the teacher's, or most important first (DynaBERT's "
-                               "rewiring: every leading slice is then the best extraction of its size; a supernet)")
 
 
 _SIZES = (("num_layers", "num_hidden_layers"), ("hidden_size", "hidden_size"), ("num_heads", "num_attention_heads"))
@@ -106,40 +103,40 @@ def choose_layers(option: list[int] | str, teacher_layers: int, student_layers: 
     return layers
 
 
-def _keep(n: int, k: int, score: Tensor | None, generator: torch.Generator | None, ranked: bool = False) -> list[int]:
-    """``k`` of ``range(n)``: the ``k`` highest scores (ties to the lower index), or ``k`` at random; in index
-    order, or (``ranked``) by decreasing score."""
+def _keep(n: int, k: int, score: Tensor | None, generator: torch.Generator | None) -> list[int]:
+    """``k`` of ``range(n)``, in index order: the ``k`` highest scores (ties to the lower index), or ``k`` at
+    random."""
     if score is None:
         order = torch.randperm(n, generator=generator)
     else:
         order = torch.sort(score, descending=True, stable=True).indices
-    return order[:k].tolist() if ranked else sorted(order[:k].tolist())
+    return sorted(order[:k].tolist())
 
 
 def build_plan(teacher: Anatomy, student: PretrainedConfig, layers: list[int], scores: Importance | None,
-               generator: torch.Generator, ranked: bool = False) -> ExtractionPlan:
-    """Choose hidden dims, heads, per-head dims and neurons for ``layers``: by ``scores``, or at random; ``ranked``
-    lists the units chosen by ``scores`` most important first (else in the teacher's order)."""
+               generator: torch.Generator) -> ExtractionPlan:
+    """Choose hidden dims, heads, per-head dims and neurons for ``layers`` (kept in the teacher's order): by
+    ``scores``, or at random."""
     d_t, ffn_t = teacher.head_dim, layer_width_parts(teacher, 0).neurons
     hidden_s, heads_s = student.hidden_size, student.num_attention_heads
     n_heads = max(heads_s, math.ceil(hidden_s / d_t))
     dims_per_head = [hidden_s // n_heads + (j < hidden_s % n_heads) for j in range(n_heads)]
-    hidden = _keep(teacher.hidden_size, hidden_s, scores.hidden if scores else None, generator, ranked)
+    hidden = _keep(teacher.hidden_size, hidden_s, scores.hidden if scores else None, generator)
     heads, head_dims, neurons = [], [], []
     for t_layer in layers:
         i = t_layer - 1
-        kept = _keep(teacher.num_heads, n_heads, scores.heads[i] if scores else None, generator, ranked)
+        kept = _keep(teacher.num_heads, n_heads, scores.heads[i] if scores else None, generator)
         heads.append(kept)
-        head_dims.append([_keep(d_t, count, scores.head_dims[i, h * d_t:(h + 1) * d_t] if scores else None, generator,
-                                ranked) for h, count in zip(kept, dims_per_head, strict=True)])
+        head_dims.append([_keep(d_t, count, scores.head_dims[i, h * d_t:(h + 1) * d_t] if scores else None, generator)
+                          for h, count in zip(kept, dims_per_head, strict=True)])
         neurons.append(_keep(ffn_t, getattr(student, teacher.layout.ffn_size), scores.neurons[i] if scores else None,
-                             generator, ranked))
+                             generator))
     return ExtractionPlan(layers, hidden, heads, head_dims, neurons)
 
 
-def _extract(ctx: InitContext, layers: list[int], scores: Importance | None, ranked: bool = False) -> dict[str, Any]:
+def _extract(ctx: InitContext, layers: list[int], scores: Importance | None) -> dict[str, Any]:
     parts = ctx.teacher.parts
-    plan = build_plan(parts, ctx.student.config, layers, scores, torch.Generator().manual_seed(ctx.seed), ranked)
+    plan = build_plan(parts, ctx.student.config, layers, scores, torch.Generator().manual_seed(ctx.seed))
     written = extract(ctx.teacher.model, ctx.student, plan)
     d_s = ctx.student.config.hidden_size // ctx.student.config.num_attention_heads
     return {"selection": "importance" if scores is not None else "random", **plan.to_dict(),
@@ -173,4 +170,4 @@ def etd_impt(ctx: InitContext, options: ETDImptOptions | None) -> dict[str, Any]
                                    cache_dir=ctx.cache_dir)
     layers = choose_layers(options.layers, ctx.teacher.parts.num_layers, ctx.student.config.num_hidden_layers,
                            scores)
-    return {**_extract(ctx, layers, scores, options.order == "importance"), "importance": info}
+    return {**_extract(ctx, layers, scores), "importance": info}

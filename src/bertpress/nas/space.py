@@ -1,11 +1,11 @@
 """The architectures a supernet holds: depth, hidden width, heads and FFN width, and how sub-networks are drawn.
 
-A sub-network is a *leading slice* of the supernet (NAS-BERT, Xu et al., KDD 2021; AutoTinyBERT's SuperPLM, Yin et
-al., ACL 2021; DynaBERT, Hou et al., NeurIPS 2020): its first ``hidden`` dims of the residual stream, per layer its
-first heads (each keeping its first ``hidden / heads`` dims, or several teacher heads concatenated when a student
-head is wider, as ETD's extraction lays them out) and its first ``ffn`` neurons, and ``layers`` of the supernet's
-layers chosen by the depth rule. After rewiring (:func:`bertpress.nas.supernet.rewire`) the leading units are the
-most important ones, so every slice is the best extraction of its size.
+A sub-network is a slice of the supernet (NAS-BERT, Xu et al., KDD 2021; AutoTinyBERT's SuperPLM, Yin et al., ACL
+2021; DynaBERT, Hou et al., NeurIPS 2020): ``hidden`` dims of the residual stream, per layer ``heads`` heads (each
+keeping ``hidden / heads`` dims, or several teacher heads concatenated when a student head is wider, as ETD's
+extraction lays them out) and ``ffn`` neurons, and ``layers`` of the supernet's layers chosen by the depth rule.
+Ranked by importance (:meth:`bertpress.nas.supernet.Supernet.rank`) those are the most important units of each
+kind, so every slice is the best extraction of its size; unranked, the leading ones.
 
 Sampling follows the sandwich rule of slimmable networks (Yu & Huang, ICCV 2019; BigNAS, Yu et al., ECCV 2020) —
 the largest, the smallest and ``n`` random sub-networks per step — or one random sub-network per step

@@ -1,9 +1,11 @@
 """A supernet: one teacher-shaped (or smaller) student whose leading slices are the sub-networks (NAS-BERT).
 
-* :func:`rewire` reorders a model's heads, per-head dims, FFN neurons and hidden dims by ETD-Impt importance, most
-  important first (DynaBERT's network rewiring, Hou et al., 2020): the same function (up to the order of the hidden
-  dims), and every leading slice becomes the ETD-Impt extraction of its shape. In a recipe: ``init: etd-impt`` with
-  ``init_args: {order: importance}``.
+* Ranked by ETD-Impt importance scores of its units (:meth:`Supernet.rank`; DynaBERT's network rewiring, Hou et
+  al., 2020), a sub-network keeps the most important heads, per-head dims, FFN neurons and hidden dims of each size:
+  exactly ETD-Impt's extraction of its shape. The ranking is an index order, not a permutation of the weights: the
+  kept units stay in the supernet's (= the teacher's) order, so the teacher-shaped sub-network *is* the teacher and
+  per-head objectives (MiniLM's relations) and hidden-state matches compare a unit with the same teacher unit.
+  Without scores a sub-network takes the leading units.
 * :class:`Supernet` runs a sub-network as ``torch.func.functional_call`` of a small *shell* model of the
   sub-network's shape (a plain HF model whose own weights are on the meta device) with differentiable slices of the
   supernet's parameters, laid out by ETD's extraction (:func:`bertpress.init.extract.sliced_parameters`): gradients
@@ -13,7 +15,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -30,18 +31,6 @@ from bertpress.models.student import StudentShape, build_student, student_config
 from bertpress.nas.space import Arch, ArchSpace
 
 
-def rewire(model: PreTrainedModel, scores: Importance) -> tuple[PreTrainedModel, ExtractionPlan]:
-    """A copy of ``model`` with its units reordered by ``scores`` (most important first) and the plan used (its
-    ``hidden_dims[j]`` is the original dim now at ``j``): the full-size ETD-Impt extraction with
-    ``order: importance``, which a recipe gets as ``init: etd-impt`` with ``init_args: {order: importance}``."""
-    parts = anatomy(model)
-    plan = build_plan(parts, model.config, list(range(1, parts.num_layers + 1)), scores, torch.Generator(),
-                      ranked=True)
-    out = copy.deepcopy(model)
-    extract(model, out, plan)
-    return out, plan
-
-
 class Supernet:
     """Sub-networks of ``model`` (the supernet) from ``space``; ``depth``: which supernet layers a sub-network of
     ``L`` layers uses: ``leading`` (the first ``L``, AutoTinyBERT) or a layer mapping rule (``skip``, ``uniform``,
@@ -54,7 +43,22 @@ class Supernet:
         space.check_fits(p.num_layers, p.hidden_size, p.num_heads, layer_width_parts(p, 0).neurons, p.head_dim)
         self.mlm_head = mlm_head_parts(p) is not None
         self._shells: dict[Arch, PreTrainedModel] = {}
+        #: importance of the supernet's units (:meth:`rank`); None: sub-networks take the leading units
+        self.scores: Importance | None = None
         self.layers(space.smallest)  # an unknown depth rule fails now
+
+    def rank(self, scores: Importance) -> None:
+        """Let every sub-network keep the most important units of its size by ``scores`` (ETD-Impt importance of
+        the supernet's own units, e.g. the teacher's when the supernet starts as the teacher)."""
+        p = self.parts
+        want = {"heads": (p.num_layers, p.num_heads), "head_dims": (p.num_layers, p.num_heads * p.head_dim),
+                "neurons": (p.num_layers, layer_width_parts(p, 0).neurons), "hidden": (p.hidden_size,)}
+        for name, shape in want.items():
+            if tuple(getattr(scores, name).shape) != shape:
+                raise BertpressError(f"importance scores of {name} have shape {tuple(getattr(scores, name).shape)}, "
+                                     f"the supernet's units {shape}: score the supernet's own units (its teacher's "
+                                     "when it starts as the teacher)")
+        self.scores = scores
 
     def layers(self, arch: Arch) -> list[int]:
         """The 1-based supernet layers of ``arch``."""
@@ -67,7 +71,9 @@ class Supernet:
                                  "uniform, last, first)") from None
 
     def plan(self, arch: Arch) -> ExtractionPlan:
-        """The leading slice of ``arch``, in ETD's extraction layout."""
+        """The units of ``arch`` in ETD's extraction layout: the most important (:meth:`rank`) or the leading."""
+        if self.scores is not None:
+            return build_plan(self.parts, self.config(arch), self.layers(arch), self.scores, torch.Generator())
         d = self.parts.head_dim
         n_heads = max(arch.heads, math.ceil(arch.hidden / d))
         per_head = [arch.hidden // n_heads + (j < arch.hidden % n_heads) for j in range(n_heads)]

@@ -37,8 +37,8 @@ class ShrinkSpec(Strict):
 class SupernetSpec(Strict):
     """Train the student as a supernet (docs/nas.md): its leading slices are sub-networks of the shapes in
     ``space``; each step trains sampled ones against the teacher. The student's own shape (student.*) is the
-    supernet; start it as the teacher with its units ranked by importance: ``init: etd-impt``, ``init_args: {layers:
-    first, order: importance}`` with the teacher's depth."""
+    supernet; with ``order: importance`` it must start as the teacher (e.g. ``init: etd-impt``, ``init_args:
+    {layers: first}`` with the teacher's depth)."""
 
     space: SupernetSpaceSpec = Field(description="the sub-network shapes: {layers, hidden, heads, ffn} lists")
     sampling: Literal["sandwich", "random"] = Field(
@@ -50,5 +50,11 @@ class SupernetSpec(Strict):
     inplace: bool = Field(False, description="in-place distillation (slimmable networks / BigNAS): the largest "
                                              "sub-network learns from the teacher, the others from it; sandwich "
                                              "sampling and a largest shape with the teacher's depth, width and heads")
+    order: Literal["importance", "leading"] = Field(
+        "importance", description="which units a sub-network keeps: the most important of each kind by the "
+                                  "teacher's ETD-Impt scores (DynaBERT's rewiring; the supernet must start as the "
+                                  "teacher), or the leading ones")
+    importance_batches: int = Field(8, ge=1, description="order importance: corpus batches the scores are measured on "
+                                                         "(etd-impt's default, so its cached scores are reused)")
     shrink: ShrinkSpec | None = Field(None, description="drop the worst shapes of each size bin from sampling every "
                                                         "N steps, e.g. {every: 200, fraction: 0.2} (docs/nas.md)")

@@ -12,6 +12,7 @@ shape over budget is ever returned) and extracted as a plain HF model directory.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from bertpress.atomic import atomic_write_json, atomic_write_text
 from bertpress.data.corpus import load_corpus
 from bertpress.errors import BertpressError
+from bertpress.init.importance import SCORE_FILE, Importance
 from bertpress.models.features import FeatureTap, teacher_forward
 from bertpress.models.teacher import STUDENT_DIR
 from bertpress.nas.latency import measure_table, validate
@@ -69,9 +71,9 @@ class Budget:
         return self.latency_ms is None or record["latency_ms"] <= self.latency_ms
 
 
-def score_archs(run_dir: Path, *, batches: int = 4) -> tuple[list[dict[str, Any]], Any]:
-    """Held-out loss and parameters of every shape of a supernet run; returns the records and the rebuilt
-    :class:`~bertpress.train.build.Run` (its student loaded with the run's trained supernet weights)."""
+def load_supernet_run(run_dir: Path) -> Any:
+    """The :class:`~bertpress.train.build.Run` of a supernet run with its trained supernet loaded and ranked as the
+    run ranked it (``supernet.order: importance``: the scores the run stored in ``etd-importance.json``)."""
     recipe = load_recipe(run_dir / "recipe.yaml")
     if recipe.supernet is None:
         raise BertpressError(f"{run_dir} is not a supernet run (its recipe has no supernet: section): give the "
@@ -81,6 +83,20 @@ def score_archs(run_dir: Path, *, batches: int = 4) -> tuple[list[dict[str, Any]
     if not (weights / "config.json").is_file():
         raise BertpressError(f"{weights}: no trained supernet found: let the run finish (or resume it) first")
     run.student.load_state_dict(type(run.student).from_pretrained(weights).state_dict())
+    if recipe.supernet.order == "importance":
+        path = run_dir / SCORE_FILE
+        if not path.is_file():
+            raise BertpressError(f"{path}: the run's importance ranking is missing: resume the run (it writes the "
+                                 "file before training), or copy it from the original run directory")
+        run.supernet.rank(Importance.from_json(json.loads(path.read_text())["scores"]))
+    return run
+
+
+def score_archs(run_dir: Path, *, batches: int = 4) -> tuple[list[dict[str, Any]], Any]:
+    """Held-out loss and parameters of every shape of a supernet run; returns the records and the rebuilt
+    :class:`~bertpress.train.build.Run` (its student loaded with the run's trained supernet weights)."""
+    run = load_supernet_run(run_dir)
+    recipe = run.recipe
     corpus = load_corpus(recipe.data, run.tokenizer, seed=recipe.seed)
     objective = run.stages[-1].objective
     module = SupernetModule(run.supernet, [s.objective for s in run.stages], seed=recipe.seed).eval()

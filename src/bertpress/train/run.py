@@ -23,6 +23,8 @@ from bertpress.atomic import atomic_write_text
 from bertpress.data.corpus import PackedCorpus, default_cache_dir, load_corpus
 from bertpress.errors import BertpressError
 from bertpress.init import InitContext, initialise
+from bertpress.init.etd import ETDImptOptions
+from bertpress.init.importance import load_or_compute
 from bertpress.models.mlm_head import fit_mlm_head
 from bertpress.models.sentence_stack import local_model_dir
 from bertpress.models.teacher import STUDENT_DIR, Teacher, resolve_model
@@ -73,6 +75,26 @@ def sample_batches(corpus: PackedCorpus, batch_size: int, seed: int):
             yield {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     return sample
+
+
+def rank_supernet(run: Run, corpus: PackedCorpus, cache_dir: Path) -> None:
+    """``supernet.order: importance``: rank the supernet's units by the teacher's ETD-Impt scores, measured on the
+    batches ``etd-impt`` uses and cached in ``cache_dir`` (shared with an ``etd-impt`` init). Called right
+    after the init: the supernet must be the teacher then, whose scores are its own."""
+    spec = run.recipe.supernet
+    if run.supernet is None or spec is None or spec.order != "importance":
+        return
+    theirs = dict(run.teacher.model.named_parameters())
+    if any(n not in theirs or theirs[n].shape != p.shape or not torch.equal(theirs[n].detach().cpu(), p.detach().cpu())
+           for n, p in run.student.named_parameters()):
+        raise BertpressError("supernet.order importance ranks the teacher's units, so the supernet must start as the "
+                             "teacher: give the student the teacher's shape and init etd-impt with init_args {layers: "
+                             "first}, or set supernet.order: leading")
+    recipe = run.recipe
+    batches = list(sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)(spec.importance_batches))
+    scores, _ = load_or_compute(run.teacher, batches, seed=recipe.seed,
+                                mlm_probability=ETDImptOptions().mlm_probability, cache_dir=cache_dir)
+    run.supernet.rank(scores)
 
 
 #: ``train.report_to`` name -> the module its accelerate tracker needs
@@ -187,6 +209,7 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
         acc.wait_for_everyone()
         sample = sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
         plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
+        rank_supernet(run, corpus, out)
         module = None
         if run.supernet is not None:  # sub-networks drawn per micro-batch train in place of the student
             sn = recipe.supernet
