@@ -2,6 +2,8 @@
 students load and match their slice, the latency table predicts whole models of other depths."""
 
 import json
+import math
+import random
 import subprocess
 import sys
 
@@ -15,7 +17,7 @@ from bertpress.errors import BertpressError
 from bertpress.nas.latency import LatencyTable, measure_table, validate
 from bertpress.nas.space import Arch, ArchSpace
 from bertpress.nas.supernet import Supernet
-from bertpress.search.arch import Budget, search_arch
+from bertpress.search.arch import ARCH_GA, ArchGenes, Budget, genetic_search, search_arch
 from bertpress.train.run import distill
 
 
@@ -91,3 +93,68 @@ def test_bad_budgets_are_refused(supernet_run, tmp_path):
         search_arch(tmp_path, [Budget()], tmp_path / "o")
     with pytest.raises(BertpressError, match="at least one --budget"):
         search_arch(supernet_run, [], tmp_path / "o")
+
+
+def test_arch_genes_encode_every_valid_shape_and_repair_to_the_nearest():
+    space = ArchSpace(**{k: tuple(v) for k, v in SPACE.items()})
+    genes = ArchGenes(space)
+    assert genes.size == len(space.archs()) and sorted(genes.arch(g) for g in genes.all()) == sorted(space.archs())
+    assert [genes.gene_max(i) for i in range(4)] == [2, 2, 2, 2]
+    assert genes.genome(Arch(4, 32, 4, 64)) == (2, 2, 2, 2) and genes.arch((1, 1, 2, 1)) == Arch(2, 16, 4, 32)
+    odd = ArchSpace(layers=(2,), hidden=(16, 24), heads=(3, 4), ffn=(32,))  # 24/3, 16/4, 24/4 valid; 16/3 not
+    g = ArchGenes(odd)
+    assert g.repair((1, 1, 1, 1)) in g.valid and g.repair((9, 9, 9, 9)) == (1, 2, 2, 1)
+
+
+def _synthetic():
+    """A space of 7,488 shapes with a known score: lower loss for more capacity, for 64-dim heads and an FFN four
+    times the hidden width; the budget is on a size proxy."""
+    space = ArchSpace(layers=tuple(range(1, 13)), hidden=tuple(range(64, 769, 64)), heads=(1, 2, 4, 8, 12),
+                      ffn=tuple(range(256, 3073, 256)))
+
+    def size(a):
+        return a.layers * a.hidden * (a.hidden + a.ffn)
+
+    def loss(archs):
+        return {a: 1e7 / size(a) + 0.05 * abs(a.hidden / a.heads - 64) / 64 + 0.2 * abs(math.log2(a.ffn / (4 * a.hidden)))
+                for a in archs}
+
+    return space, size, loss
+
+
+def test_genetic_search_stays_in_budget_and_beats_random_sampling_at_equal_evaluations():
+    space, size, loss = _synthetic()
+    genes, limit = ArchGenes(space), 6e6
+    feasible = [a for a in space.archs() if size(a) <= limit]
+    best = min(loss(feasible).values())
+    ga_best, random_best = [], []
+    for seed in range(5):
+        scored = []
+
+        def score(archs, scored=scored):
+            scored.extend(archs)
+            return loss(archs)
+
+        tried = genetic_search(genes, lambda a: size(a) <= limit, score, evaluations=200, seed=seed, params=ARCH_GA)
+        assert len(tried) == len(set(tried)) == len(scored) == 200 and all(size(a) <= limit for a in tried)
+        ga_best.append(min(loss(tried).values()))
+        random_best.append(min(loss(random.Random(seed).sample(feasible, 200)).values()))
+    assert len(feasible) > 20 * 200
+    gap_ga = sum(g - best for g in ga_best) / 5
+    gap_random = sum(r - best for r in random_best) / 5
+    assert gap_ga < 0.5 * gap_random, (gap_ga, gap_random)
+
+
+def test_ga_strategy_scores_at_most_its_evaluations_and_never_returns_a_shape_over_budget(supernet_run, tmp_path):
+    budgets = [Budget.parse("params=40000"), Budget()]
+    report = search_arch(supernet_run, budgets, tmp_path / "ga", batches=2, strategy="ga", evaluations=5)
+    assert report["strategy"] == "ga" and report["scored"] <= 10 < report["shapes"]
+    small, free = report["picks"]
+    scored = report["archs"]
+    assert small["params"] <= 40000
+    assert small["heldout_loss"] == min(r["heldout_loss"] for r in scored if r["params"] <= 40000)
+    assert free["heldout_loss"] == min(r["heldout_loss"] for r in scored)
+    everything = search_arch(supernet_run, budgets, tmp_path / "all", batches=2, strategy="ga", evaluations=100)
+    exact = search_arch(supernet_run, budgets, tmp_path / "ex", batches=2)
+    assert everything["scored"] == exact["scored"] == exact["shapes"]  # the GA covers a small space entirely
+    assert [p["arch"] for p in everything["picks"]] == [p["arch"] for p in exact["picks"]]

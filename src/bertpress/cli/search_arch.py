@@ -16,6 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="params=N and/or latency_ms=N, comma-separated (repeatable: one student per budget)")
     p.add_argument("--output-dir", help="where the students and the report go (default RUN_DIR/students)")
     p.add_argument("--batches", type=int, default=4, help="held-out batches each shape is scored on")
+    p.add_argument("--strategy", choices=("exhaustive", "ga"), default="exhaustive",
+                   help="score every shape (exact), or run a genetic search per budget (spaces too large to score)")
+    p.add_argument("--evaluations", type=int, default=200, help="ga: shapes scored per budget at most")
+    p.add_argument("--seed", type=int, default=0, help="ga: seed of the search")
     p.add_argument("--latency", action="store_true",
                    help="measure a latency table of every shape on this machine and predict each shape's latency")
     p.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurements")
@@ -33,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     latency = ({"batch": args.latency_batch, "seq": args.latency_seq, "threads": args.threads}
                if args.latency else None)
     out = Path(args.output_dir) if args.output_dir else Path(args.run_dir) / "students"
-    report = search_arch(args.run_dir, budgets, out, batches=args.batches, latency=latency)
+    report = search_arch(args.run_dir, budgets, out, batches=args.batches, latency=latency, strategy=args.strategy,
+                         evaluations=args.evaluations, seed=args.seed)
     for pick in report["picks"]:
         if pick.get("arch") is None:
             print(f"{pick['budget']}: no sub-network of the space fits")

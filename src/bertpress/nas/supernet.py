@@ -34,13 +34,20 @@ from bertpress.nas.space import Arch, ArchSpace
 class Supernet:
     """Sub-networks of ``model`` (the supernet) from ``space``; ``depth``: which supernet layers a sub-network of
     ``L`` layers uses: ``leading`` (the first ``L``, AutoTinyBERT) or a layer mapping rule (``skip``, ``uniform``,
-    ``last``...: spread over the depth, as ETD picks teacher layers)."""
+    ``last``...: spread over the depth, as ETD picks teacher layers). ``blocks``: the supernet is cut into that many
+    blocks of equal depth (NAS-BERT's block-wise training) and a sub-network of ``L`` layers takes the leading
+    layers of every block, ``L`` spread over the blocks as evenly as possible (earlier blocks first)."""
 
-    def __init__(self, model: PreTrainedModel, space: ArchSpace, depth: str = "leading") -> None:
-        self.model, self.space, self.depth = model, space, depth
+    def __init__(self, model: PreTrainedModel, space: ArchSpace, depth: str = "leading",
+                 blocks: int | None = None) -> None:
+        self.model, self.space, self.depth, self.blocks = model, space, depth, blocks
         self.parts = anatomy(model)
         p = self.parts
         space.check_fits(p.num_layers, p.hidden_size, p.num_heads, layer_width_parts(p, 0).neurons, p.head_dim)
+        if blocks is not None and (depth != "leading" or p.num_layers % blocks or min(space.layers) < blocks):
+            raise BertpressError(f"supernet.blocks {blocks}: needs a supernet depth ({p.num_layers}) it divides, "
+                                 f"sub-networks of at least {blocks} layers (one per block; the space has "
+                                 f"{min(space.layers)}) and depth: leading")
         self.mlm_head = mlm_head_parts(p) is not None
         self._shells: dict[Arch, PreTrainedModel] = {}
         #: importance of the supernet's units (:meth:`rank`); None: sub-networks take the leading units
@@ -60,8 +67,15 @@ class Supernet:
                                      "when it starts as the teacher)")
         self.scores = scores
 
+    def block_groups(self, arch: Arch) -> list[list[int]]:
+        """With ``blocks``: per block, the 1-based supernet layers ``arch`` uses in it (its leading ones)."""
+        n, size = self.blocks, self.parts.num_layers // self.blocks
+        return [[b * size + j + 1 for j in range(arch.layers // n + (b < arch.layers % n))] for b in range(n)]
+
     def layers(self, arch: Arch) -> list[int]:
         """The 1-based supernet layers of ``arch``."""
+        if self.blocks is not None:
+            return [x for group in self.block_groups(arch) for x in group]
         if self.depth == "leading":
             return list(range(1, arch.layers + 1))
         try:

@@ -10,6 +10,13 @@ smallest sub-network. With ``inplace`` (in-place distillation, slimmable network
 from the teacher and the others from the largest's features (detached), which needs a teacher-shaped supernet.
 Objectives with learned parameters (projections to the teacher's width) are refused: one
 projection per shape would not be shared; MiniLM's relations need none.
+
+Block-wise training (NAS-BERT, Xu et al., KDD 2021, sec. 3.2; ``supernet.blocks``): the supernet is cut into blocks
+of equal depth and a sub-network's layers in block ``b`` learn to map the teacher's output of block ``b - 1`` (on
+the sub-network's hidden dims) to the teacher's output of block ``b``, by the hidden-state MSE
+(:func:`bertpress.objectives.losses.hidden_mse`); the first block reads the sub-network's own embeddings. No
+gradient crosses a block boundary, so the blocks train independently of one another. Validation, shrinking and
+``search-arch`` still score sub-networks end to end with the recipe's objective.
 """
 
 from __future__ import annotations
@@ -26,14 +33,18 @@ from bertpress.models.features import FeatureRequest, Features, FeatureTap
 from bertpress.nas.space import Arch, ArchSpace
 from bertpress.nas.supernet import Supernet
 from bertpress.objectives.base import Objective
+from bertpress.objectives.losses import hidden_mse
 
 
 class SupernetObjective(Objective):
     """One parameter-free objective per shape of ``space``, built by ``build(arch)``."""
 
-    def __init__(self, space: ArchSpace, build: Callable[[Arch], Objective], name: str) -> None:
+    def __init__(self, space: ArchSpace, build: Callable[[Arch], Objective], name: str,
+                 teacher_hidden: frozenset[int] = frozenset()) -> None:
         super().__init__({"loss": 1.0})
         self.space, self.name = space, name
+        #: teacher hidden states read besides the objectives' (the block boundaries of block-wise training)
+        self.teacher_hidden = teacher_hidden
         self.per_arch: dict[Arch, Objective] = {}
         for arch in space.archs():
             objective = build(arch)
@@ -46,7 +57,7 @@ class SupernetObjective(Objective):
         self.needs_masking = any(o.needs_masking for o in self.per_arch.values())
 
     def requests(self) -> tuple[FeatureRequest, FeatureRequest]:
-        teacher = FeatureRequest()
+        teacher = FeatureRequest(hidden=self.teacher_hidden)
         for objective in self.per_arch.values():
             teacher = teacher | objective.requests()[0]
         return teacher, FeatureRequest()
@@ -78,6 +89,28 @@ class _Slice:
         return self.supernet(self.arch, module=self.module, **inputs)
 
 
+class _BlockFeed:
+    """Forward pre-hooks on the first layer of every block but the first: while ``teacher`` holds the teacher's
+    hidden states, such a layer reads the teacher's previous-block output on ``dims`` instead of its own input."""
+
+    def __init__(self, layers: Sequence[nn.Module], starts: dict[int, int], dims: Tensor) -> None:
+        self.teacher: dict[int, Tensor] | None = None
+        self.dims = dims
+        self.handles = [layers[i].register_forward_pre_hook(self._hook(t), with_kwargs=True)
+                        for i, t in starts.items()]
+
+    def _hook(self, teacher_layer: int):
+        def pre(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            if self.teacher is None:
+                return None
+            h = self.teacher[teacher_layer].index_select(-1, self.dims.to(self.teacher[teacher_layer].device))
+            if args:
+                return (h, *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": h}
+
+        return pre
+
+
 class SupernetModule(nn.Module):
     """The trainable part of a supernet run: the supernet (``student``) and its stages' supernet objectives."""
 
@@ -94,6 +127,7 @@ class SupernetModule(nn.Module):
         self.seed, self.sampling, self.random = seed, sampling, random
         self.active = 0
         self._taps: dict[tuple[int, Arch, bool], FeatureTap] = {}
+        self._blocks: dict[Arch, tuple[FeatureTap, _BlockFeed, list[tuple[int, int]]]] = {}
         #: shapes dropped from sampling by progressive shrinking of the space
         self.excluded: set[Arch] = set()
 
@@ -131,6 +165,34 @@ class SupernetModule(nn.Module):
                                                                        if request.logits else parts.base))
         return self._taps[key]
 
+    def block_losses(self, arch: Arch, batch: dict[str, Any], teacher: Features) -> Tensor:
+        """Block-wise training's loss of ``arch``: the sum over blocks of the MSE between the sub-network's block
+        output and the teacher's (on the sub-network's hidden dims), each block fed the teacher's previous-block
+        output."""
+        if arch not in self._blocks:
+            shell = self.supernet.shell(arch)
+            parts = anatomy(shell)
+            size = self.parts.num_layers // self.supernet.blocks
+            starts, pairs, done = {}, [], 0
+            for b, group in enumerate(self.supernet.block_groups(arch)):
+                if b:
+                    starts[done] = b * size  # shell layer `done` reads the teacher's output of block b
+                done += len(group)
+                pairs.append((done, (b + 1) * size))  # (sub-network hidden state, teacher hidden state)
+            dims = torch.as_tensor(self.supernet.plan(arch).hidden_dims, dtype=torch.long)
+            tap = FeatureTap(parts, FeatureRequest(hidden=frozenset(s for s, _ in pairs)),
+                             runner=_Slice(self.supernet, arch, parts.base))
+            self._blocks[arch] = (tap, _BlockFeed(parts.layers, starts, dims), pairs)
+        tap, feed, pairs = self._blocks[arch]
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        feed.teacher = teacher.hidden
+        try:
+            student = tap(**inputs)
+        finally:
+            feed.teacher = None
+        mask, dims = batch.get("attention_mask"), feed.dims.to(batch["input_ids"].device)
+        return sum(hidden_mse(student.hidden[s], teacher.hidden[t].index_select(-1, dims), mask) for s, t in pairs)
+
     @torch.no_grad()
     def heldout_losses(self, archs: Sequence[Arch], batches: Sequence[dict[str, Any]],
                        teacher: Sequence[Features]) -> dict[Arch, float]:
@@ -152,8 +214,11 @@ class SupernetModule(nn.Module):
         counts: dict[str, int] = {}
         teaching = self.inplace and self.training and "position" in batch
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        blockwise = self.supernet.blocks is not None and self.training and "position" in batch
         for role, arch in self.archs(batch):
-            if teaching and role == "largest":  # in-place distillation: the largest learns from the teacher and
+            if blockwise:
+                loss = self.block_losses(arch, batch, teacher_feats)
+            elif teaching and role == "largest":  # in-place distillation: the largest learns from the teacher and
                 feats = self._tap(arch, teaching=True)(**inputs)  # teaches the others (its features, detached)
                 loss, _ = objective.per_arch[arch](feats, teacher_feats, batch)
                 targets = _detached(feats)

@@ -76,6 +76,10 @@ class Recipe(Strict):
         if self.supernet is not None and self.supernet.inplace and self.supernet.sampling != "sandwich":
             raise ValueError("supernet.inplace: the largest sub-network teaches the others, so it trains in every "
                              "step: use sampling: sandwich")
+        if self.supernet is not None and self.supernet.blocks and (self.supernet.inplace
+                                                                    or self.supernet.depth != "leading"):
+            raise ValueError("supernet.blocks: block-wise training feeds every block the teacher's, and takes each "
+                             "block's leading layers: drop inplace and leave depth at leading")
         if self.supernet is not None and self.mapping.strategy == "explicit":
             raise ValueError("supernet: sub-networks of different depths need a mapping rule (uniform, last, skip): "
                              "explicit mapping.layers fit one depth only")

@@ -56,5 +56,9 @@ class SupernetSpec(Strict):
                                   "teacher), or the leading ones")
     importance_batches: int = Field(8, ge=1, description="order importance: corpus batches the scores are measured on "
                                                          "(etd-impt's default, so its cached scores are reused)")
+    blocks: int | None = Field(None, gt=0, description="block-wise training (NAS-BERT): cut the supernet into this "
+                                                       "many blocks of equal depth, each trained to map the "
+                                                       "teacher's previous-block output to its block output (hidden "
+                                                       "MSE); a sub-network takes the leading layers of every block")
     shrink: ShrinkSpec | None = Field(None, description="drop the worst shapes of each size bin from sampling every "
                                                         "N steps, e.g. {every: 200, fraction: 0.2} (docs/nas.md)")

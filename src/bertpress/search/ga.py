@@ -1,4 +1,5 @@
-"""Genetic-algorithm operators over mappings: pure functions of a seeded :class:`random.Random`.
+"""Genetic-algorithm operators over integer genomes (layer mappings; supernet shapes, :mod:`bertpress.search.arch`):
+pure functions of a seeded :class:`random.Random` and a :class:`Genes` space.
 
 A generation keeps the ``elitism`` fittest mappings and breeds the rest: two tournament winners, one-point
 crossover (probability ``crossover_rate``), per-layer mutation (``mutation_rate``), then repair into the space.
@@ -8,10 +9,11 @@ Children are always new mappings (never scored before in this search), so no eva
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from bertpress.search.space import Mapping, SearchSpace
+from bertpress.search.space import Mapping
 
 #: Breeding attempts per child before falling back to a random new mapping.
 MAX_TRIES = 64
@@ -19,6 +21,24 @@ MAX_TRIES = 64
 ENUMERABLE = 200_000
 
 Scored = tuple[Mapping, float | None]
+
+
+class Genes(Protocol):
+    """A space of genomes (tuples of 1-based genes) the operators breed in, e.g.
+    :class:`bertpress.search.space.SearchSpace`."""
+
+    @property
+    def size(self) -> int: ...
+
+    def gene_max(self, i: int) -> int:
+        """The largest value of gene ``i`` (genes run from 1)."""
+        ...
+
+    def repair(self, genome: Sequence[int]) -> Mapping: ...
+
+    def sample(self, rng: random.Random) -> Mapping: ...
+
+    def all(self) -> Iterator[Mapping]: ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +63,7 @@ def tournament(rng: random.Random, scored: Sequence[tuple[Mapping, float]], size
     return scored[best][0]
 
 
-def crossover(rng: random.Random, a: Mapping, b: Mapping, space: SearchSpace) -> Mapping:
+def crossover(rng: random.Random, a: Mapping, b: Mapping, space: Genes) -> Mapping:
     """One-point crossover: ``a``'s head and ``b``'s tail, repaired (sorted in the monotone space)."""
     if len(a) < 2:
         return space.repair(a if rng.random() < 0.5 else b)
@@ -51,20 +71,20 @@ def crossover(rng: random.Random, a: Mapping, b: Mapping, space: SearchSpace) ->
     return space.repair(a[:cut] + b[cut:])
 
 
-def mutate(rng: random.Random, m: Mapping, rate: float, space: SearchSpace) -> Mapping:
-    """Each layer, with probability ``rate``, moves one teacher layer up or down (half the time) or jumps to a
-    random teacher layer; the result is repaired into the space."""
+def mutate(rng: random.Random, m: Mapping, rate: float, space: Genes) -> Mapping:
+    """Each gene (a mapping: each layer), with probability ``rate``, moves one up or down (half the time) or jumps to
+    a random value; the result is repaired into the space."""
     out = list(m)
     for i in range(len(out)):
         if rng.random() < rate:
             if rng.random() < 0.5:
                 out[i] += rng.choice((-1, 1))
             else:
-                out[i] = rng.randint(1, space.teacher_layers)
+                out[i] = rng.randint(1, space.gene_max(i))
     return space.repair(out)
 
 
-def random_new(rng: random.Random, space: SearchSpace, is_new: Callable[[Mapping], bool]) -> Mapping | None:
+def random_new(rng: random.Random, space: Genes, is_new: Callable[[Mapping], bool]) -> Mapping | None:
     """A random mapping that ``is_new``, or ``None`` when the space holds none."""
     for _ in range(MAX_TRIES):
         m = space.sample(rng)
@@ -76,7 +96,7 @@ def random_new(rng: random.Random, space: SearchSpace, is_new: Callable[[Mapping
     return None
 
 
-def initial_population(rng: random.Random, space: SearchSpace, size: int, seeds: Sequence[Mapping],
+def initial_population(rng: random.Random, space: Genes, size: int, seeds: Sequence[Mapping],
                        is_new: Callable[[Mapping], bool]) -> list[Mapping]:
     """``seeds`` (e.g. the baselines, duplicates dropped) then random new mappings, ``size`` in all (fewer only if
     the space is smaller)."""
@@ -92,7 +112,7 @@ def initial_population(rng: random.Random, space: SearchSpace, size: int, seeds:
     return out
 
 
-def breed(rng: random.Random, space: SearchSpace, params: GAParams, population: Sequence[Scored],
+def breed(rng: random.Random, space: Genes, params: GAParams, population: Sequence[Scored],
           is_new: Callable[[Mapping], bool], n: int) -> list[Mapping]:
     """``n`` new children of the scored ``population`` (fewer only if the space runs out of new mappings).
 

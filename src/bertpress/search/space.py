@@ -44,6 +44,10 @@ class SearchSpace:
         return (f"{self.kind} search space: {what} mappings of {self.student_layers} student layers onto "
                 f"{self.teacher_layers} teacher layers: {self.size:,} mappings")
 
+    def gene_max(self, i: int) -> int:
+        """The largest teacher layer student layer ``i`` may map to (the GA's mutation range)."""
+        return self.teacher_layers
+
     def is_valid(self, mapping: Sequence[int]) -> bool:
         m = tuple(mapping)
         if len(m) != self.student_layers or not all(isinstance(x, int) and 1 <= x <= self.teacher_layers for x in m):

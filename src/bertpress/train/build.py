@@ -204,7 +204,10 @@ def supernet_objective(recipe: Recipe, spec, teacher_config: PretrainedConfig, s
         ctx = ObjectiveContext(teacher_config, config, mapping, has_head, has_head)
         return build_objective(spec.objective.name, spec.objective.options, ctx)
 
-    return SupernetObjective(arch_space(recipe), build, spec.objective.name)
+    blocks = recipe.supernet.blocks
+    size = teacher_config.num_hidden_layers // blocks if blocks else 0
+    return SupernetObjective(arch_space(recipe), build, spec.objective.name,
+                             frozenset(b * size for b in range(1, blocks + 1)) if blocks else frozenset())
 
 
 def only_layers(objective: Objective, layers: list[int], ctx: ObjectiveContext, stage: str) -> MatchObjective:
@@ -258,8 +261,12 @@ def build_run(recipe: Recipe | str | Path | dict, overrides: list[str] | None = 
     check_initialiser(spec.init, InitContext(teacher, student, recipe.seed), spec.init_args)
     supernet = None
     if recipe.supernet is not None:
-        supernet = Supernet(student, arch_space(recipe), recipe.supernet.depth)
+        supernet = Supernet(student, arch_space(recipe), recipe.supernet.depth, recipe.supernet.blocks)
         big, t = supernet.space.largest, teacher.model.config
+        if recipe.supernet.blocks and s_config.num_hidden_layers != t.num_hidden_layers:
+            raise BertpressError(f"supernet.blocks: each supernet block learns the teacher's block of the same "
+                                 f"layers, so the supernet needs the teacher's {t.num_hidden_layers} layers (it has "
+                                 f"{s_config.num_hidden_layers}): set student.num_layers")
         if recipe.supernet.inplace and (big.layers, big.hidden, big.heads) != (
                 t.num_hidden_layers, t.hidden_size, t.num_attention_heads):
             raise BertpressError(f"supernet.inplace: the largest sub-network {big.name} teaches the others in the "
