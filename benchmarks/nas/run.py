@@ -7,7 +7,7 @@ MiniLM last-layer relations, sandwich rule):
 * ``targets`` (:data:`TARGETS`, spanning more than 3x in latency): each extracted from the supernet, and each
   distilled *separately* from its ETD-Impt extraction of the teacher (the shipped ETD default: layers ``skip``) with
   the same objective, for an equal share of the supernet's training time (calibrated per shape: steps = share /
-  measured seconds per step), so the separate route's total compute equals the supernet run's;
+  seconds per step measured after the first steps), so the separate route's total compute equals the supernet run's;
 * ``search``: ``bertpress search-arch`` with one parameter budget per target and the latency table (batch 1, 128
   tokens, 1 thread): the shape the supernet itself picks for each budget.
 
@@ -50,6 +50,7 @@ from bertpress.models.teacher import PACKAGED_TEACHER, resolve_model
 from bertpress.nas.space import Arch
 from bertpress.search.arch import Budget, load_supernet_run, search_arch
 from bertpress.train.checkpoint import latest_checkpoint
+from bertpress.train.metrics import read_metrics
 from bertpress.train.run import distill
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,19 @@ TASKS = ["stsb", "stsb-zeroshot"]
 SEEDS = [1, 2, 3]
 #: shapes compared route against route (all in the shipped space)
 TARGETS = [Arch(6, 384, 12, 1536), Arch(4, 384, 12, 1024), Arch(4, 256, 8, 1024), Arch(2, 192, 6, 512)]
-CALIBRATION_STEPS = 6
+#: calibration steps; seconds per step are measured from the train log after the first WARMUP_STEPS (the first
+#: run's whole-run average over 6 steps overestimated them 2.6x, giving the separate route 0.38x the compute)
+CALIBRATION_STEPS = 12
+WARMUP_STEPS = 4
+
+
+def steady_seconds_per_step(metrics: Path) -> float:
+    """Seconds per step between the train-log records after :data:`WARMUP_STEPS` and the last one."""
+    records = [r for r in read_metrics(metrics, "train") if r["step"] >= WARMUP_STEPS]
+    first, last = records[0], records[-1]
+    if last["step"] <= first["step"]:
+        raise ValueError(f"{metrics}: too few logged steps to calibrate")
+    return (last["time"] - first["time"]) / (last["step"] - first["step"])
 
 
 def _recipe(out_dir: Path, name: str, steps: int, batch_size: int) -> dict[str, Any]:
@@ -109,10 +122,10 @@ def separate_phase(out_dir: Path, batch_size: int) -> None:
     record: dict[str, Any] = {"supernet_train_time_s": total, "share_s": total / len(TARGETS), "students": {}}
     for arch in TARGETS:
         probe = separate_recipe(out_dir / "calibration", arch, CALIBRATION_STEPS, batch_size)
-        probe["train"].update(eval_every=0, save_every=0)
+        probe["train"].update(eval_every=0, save_every=0, log_every=1)
         start = time.perf_counter()
-        cal = _run(probe)
-        per_step = cal["train_time_s"] / cal["steps"]
+        _run(probe)
+        per_step = steady_seconds_per_step(Path(probe["output_dir"]) / "metrics.jsonl")
         steps = max(1, round(record["share_s"] / per_step))
         s = _run(separate_recipe(out_dir, arch, steps, batch_size))
         record["students"][arch.name] = {"seconds_per_step": round(per_step, 3), "steps": s["steps"],

@@ -24,3 +24,13 @@ def test_separate_students_share_objective_mapping_and_data(tmp_path, benchmark_
             alone.student.intermediate_size) == (arch.layers, arch.hidden, arch.heads, arch.ffn)
     assert alone.objective == supernet.objective and alone.mapping == supernet.mapping
     assert alone.data == supernet.data and alone.train.max_steps == 5
+
+
+def test_calibration_ignores_the_slow_first_steps(tmp_path, benchmark_script):
+    import json
+
+    bench = benchmark_script("nas")
+    times = [0.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0, 19.0]  # step 1 takes 9 s, then 1 s each
+    lines = [json.dumps({"split": "train", "step": i + 1, "time": t, "loss": 1.0}) for i, t in enumerate(times)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert bench.steady_seconds_per_step(tmp_path / "metrics.jsonl") == 1.0
