@@ -103,7 +103,7 @@ class _BlockFeed:
         def pre(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
             if self.teacher is None:
                 return None
-            h = self.teacher[teacher_layer].index_select(-1, self.dims.to(self.teacher[teacher_layer].device))
+            h = self.teacher[teacher_layer].index_select(-1, self.dims)
             if args:
                 return (h, *args[1:]), kwargs
             return args, {**kwargs, "hidden_states": h}
@@ -185,13 +185,15 @@ class SupernetModule(nn.Module):
             self._blocks[arch] = (tap, _BlockFeed(parts.layers, starts, dims), pairs)
         tap, feed, pairs = self._blocks[arch]
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        feed.dims = feed.dims.to(batch["input_ids"].device)  # once: a no-op after the first batch
         feed.teacher = teacher.hidden
         try:
             student = tap(**inputs)
         finally:
             feed.teacher = None
-        mask, dims = batch.get("attention_mask"), feed.dims.to(batch["input_ids"].device)
-        return sum(hidden_mse(student.hidden[s], teacher.hidden[t].index_select(-1, dims), mask) for s, t in pairs)
+        mask = batch.get("attention_mask")
+        return sum(hidden_mse(student.hidden[s], teacher.hidden[t].index_select(-1, feed.dims), mask)
+                   for s, t in pairs)
 
     @torch.no_grad()
     def heldout_losses(self, archs: Sequence[Arch], batches: Sequence[dict[str, Any]],

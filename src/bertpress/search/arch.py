@@ -142,6 +142,7 @@ class ArchGenes:
     def __init__(self, space: ArchSpace) -> None:
         self.options = (space.layers, space.hidden, space.heads, space.ffn)
         self.valid = [self.genome(a) for a in space.archs()]
+        self._valid = set(self.valid)  # repair runs per bred child: membership in O(1)
 
     @property
     def size(self) -> int:
@@ -159,7 +160,7 @@ class ArchGenes:
 
     def repair(self, genome: Sequence[int]) -> tuple[int, ...]:
         g = tuple(min(max(int(x), 1), len(o)) for x, o in zip(genome, self.options, strict=True))
-        if g in self.valid:
+        if g in self._valid:
             return g
         return min(self.valid, key=lambda v: sum(abs(a - b) for a, b in zip(v, g, strict=True)))
 
