@@ -11,9 +11,10 @@ BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
 
 @pytest.fixture
 def benchmark_script():
-    """``benchmark_script("quality")`` -> ``benchmarks/quality/run.py`` as a module."""
-    def load(name: str) -> ModuleType:
-        spec = importlib.util.spec_from_file_location(f"{name}_run", BENCHMARKS / name / "run.py")
+    """``benchmark_script("quality")`` -> ``benchmarks/quality/run.py`` as a module (``script`` names another file of
+    the folder)."""
+    def load(name: str, script: str = "run") -> ModuleType:
+        spec = importlib.util.spec_from_file_location(f"{name}_{script}", BENCHMARKS / name / f"{script}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,27 +81,65 @@ def proxy_fitness(task: EvalTask) -> dict[str, Any]:
 
 
 def _proxy_fitness(task: EvalTask) -> dict[str, Any]:
-    from bertpress.evaluate.cache import ResultCache
-    from bertpress.evaluate.proxy import proxy_scores
     from bertpress.train.run import distill
 
     out = Path(task.work_dir)
     shutil.rmtree(out, ignore_errors=True)  # a crashed earlier attempt's leftovers
     start = time.perf_counter()
     result = distill(proxy_recipe(task, out), overwrite=True)
-    distilled = time.perf_counter()
+    return score_proxy_student(task, result, time.perf_counter() - start)
+
+
+def score_proxy_student(task: EvalTask, result: Any, distill_s: float, **details: Any) -> dict[str, Any]:
+    """The proxy fitness record of a distilled student (``result``: its :class:`~bertpress.train.run.RunResult`)
+    whose distillation took ``distill_s`` seconds; the student is deleted afterwards unless ``keep_student``."""
+    from bertpress.evaluate.cache import ResultCache
+    from bertpress.evaluate.proxy import proxy_scores
+
+    start = time.perf_counter()
     p = task.proxy
     overrides = [f"seeds={json.dumps(p.get('seeds', [0]))}", *p.get("finetune_overrides", ())]
     scores = proxy_scores(result.student_dir, p.get("data_dir"), tasks=p["tasks"], overrides=overrides,
                           cache=ResultCache(Path(task.eval_cache)) if task.eval_cache else None)
-    end = time.perf_counter()
+    proxy_s = time.perf_counter() - start
     if not task.keep_student:
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(task.work_dir, ignore_errors=True)
     fitness = scores.pop("fitness")
     noise = {k: scores.pop(k) for k in ("fitness_std", "fitness_by_seed") if k in scores}  # proxy.seeds > 1
     return {"fitness": fitness, "scores": scores, "distill_loss": result.summary["final"].get("loss"),
-            "distill_s": round(distilled - start, 2), "proxy_s": round(end - distilled, 2),
-            "tokens": result.summary["tokens_seen"], **noise}
+            "distill_s": round(distill_s, 2), "proxy_s": round(proxy_s, 2), "seconds": round(distill_s + proxy_s, 2),
+            "tokens": result.summary["tokens_seen"], **noise, **details}
+
+
+def execute_cohort(tasks: Sequence[EvalTask]) -> list[tuple[str, Any]]:
+    """Proxy-evaluate ``tasks`` as one cohort and never raise: their students are distilled together, one teacher
+    forward per batch (:func:`bertpress.train.cohort.distill_cohort`; each student equals its solo distillation),
+    then each is scored on its own. One ``(status, payload)`` per task, as :func:`execute`; a failed cohort
+    distillation fails every member. Each member's ``distill_s`` is its share of the cohort's distillation time;
+    its ``cohort`` entry counts the members and the teacher forwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, tasks[0].threads))
+    try:
+        start = time.perf_counter()
+        try:
+            results = _distill_cohort(tasks)
+        except Exception as e:
+            return [_failure(e)] * len(tasks)
+        share = (time.perf_counter() - start) / len(tasks)
+        return [execute(t, lambda t, r=r: score_proxy_student(t, r, share, cohort=r.summary["cohort"]))
+                for t, r in zip(tasks, results, strict=True)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _distill_cohort(tasks: Sequence[EvalTask]) -> list[Any]:
+    from bertpress.train.cohort import distill_cohort
+
+    for t in tasks:
+        shutil.rmtree(t.work_dir, ignore_errors=True)
+    return distill_cohort([proxy_recipe(t, Path(t.work_dir)) for t in tasks], overwrite=True)
 
 
 def execute(task: EvalTask, fn: FitnessFn | None = None) -> tuple[str, Any]:
@@ -117,9 +155,15 @@ def execute(task: EvalTask, fn: FitnessFn | None = None) -> tuple[str, Any]:
         result.setdefault("seconds", round(time.perf_counter() - start, 2))
         result.setdefault("pid", os.getpid())
         return "ok", result
-    except BertpressError as e:
-        return "bad_input", str(e)
     except Exception as e:
-        tb = traceback.extract_tb(e.__traceback__)
-        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
-        return "error", f"{type(e).__name__}: {e}{where}"
+        return _failure(e)
+
+
+def _failure(e: Exception) -> tuple[str, str]:
+    """``("bad_input", message)`` for a :class:`BertpressError` (a bad recipe fails every mapping alike), else
+    ``("error", message)`` naming the exception and where it was raised."""
+    if isinstance(e, BertpressError):
+        return "bad_input", str(e)
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+    return "error", f"{type(e).__name__}: {e}{where}"

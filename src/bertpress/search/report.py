@@ -49,6 +49,13 @@ def read_best_mapping(search_dir: str | Path) -> list[int]:
     return layers
 
 
+def _how(summary: dict[str, Any]) -> str:
+    threads = summary["threads_per_worker"]
+    if summary["backend"] == "cohort":
+        return f"cohorts of up to {summary['search']['cohort_size']} sharing the teacher forward, {threads} thread(s)"
+    return f"{summary['workers']} worker(s) x {threads} thread(s), {summary['backend']}"
+
+
 def markdown(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
     tasks = summary["search"]["proxy"]["tasks"] if summary["search"]["fitness"] == "proxy" else []
     best, ev = summary["best"], summary["evaluations"]
@@ -70,8 +77,8 @@ def markdown(summary: dict[str, Any], records: list[dict[str, Any]]) -> str:
            f"{100 * ev['distinct'] / summary['space']['size']:.0f}% of the space), " + (
                "every mapping (method: exhaustive), " if summary.get("method") == "exhaustive" else
                f"{len(summary['generations']) - 1} generations after the initial population, ") + "wall time "
-           f"{summary['wall_time_s'] / 60:.1f} min ({summary['workers']} worker(s) x "
-           f"{summary['threads_per_worker']} thread(s), {summary['backend']}).", "",
+           f"{summary['wall_time_s'] / 60:.1f} min ({_how(summary)}; {ev['mean_seconds']:.0f} s per evaluation).",
+           "",
            f"**Best mapping {best['mapping']}**: fitness {_fmt(best['fitness'])} ({best['origin']}).", "",
            "## Searched mapping vs baselines", "", *header(""), row(["**searched**"], best)]
     out += [row([name], b) for name, b in summary["baselines"].items()]

@@ -1,4 +1,5 @@
-"""Where fitness evaluations run: in the search process, in local worker processes, or as Ray tasks.
+"""Where fitness evaluations run: in the search process (one by one, or in cohorts that share the teacher's
+forward), in local worker processes, or as Ray tasks.
 
 Every runner takes a batch of :class:`EvalTask` and reports each one's :data:`Outcome` through a callback as soon as
 it is final, so the search can save its state after every evaluation. A worker that crashes (even by SIGKILL),
@@ -21,7 +22,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
 from bertpress.errors import BertpressError
-from bertpress.search.fitness import EvalTask, FitnessFn, execute, resolve_fitness
+from bertpress.search.fitness import EvalTask, FitnessFn, execute, execute_cohort, resolve_fitness
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,38 @@ class InlineRunner:
                     raise BertpressError(f"evaluating mapping {list(task.mapping)}: {payload}")
                 if not book.failure(task, status, payload, seconds):
                     break
+
+    def close(self) -> None:
+        pass
+
+
+class CohortRunner:
+    """Proxy evaluations in this process, ``size`` mappings at a time: each cohort's students are distilled
+    together with one teacher forward per batch, then scored one by one (:func:`execute_cohort`); every fitness
+    equals the one a solo evaluation with the same threads gives. A member that fails is retried on its own. No
+    isolation and no timeout (as :class:`InlineRunner`): a crash ends the search, which ``--resume`` continues."""
+
+    def __init__(self, size: int, retries: int = 1) -> None:
+        self.size, self.retries = size, retries
+
+    def run(self, tasks: Sequence[EvalTask], on_done: OnDone) -> None:
+        book = _Retrying(self.retries, on_done)
+        pending = collections.deque(tasks)
+        retry: collections.deque[EvalTask] = collections.deque()
+        while pending or retry:
+            if retry:  # alone, so that one failing member cannot fail a cohort again
+                task = retry.popleft()
+                start = time.perf_counter()
+                status, payload = execute(task)
+                settle(book, retry, task, status, payload, time.perf_counter() - start)
+                continue
+            group = [pending.popleft() for _ in range(min(self.size, len(pending)))]
+            start = time.perf_counter()
+            outcomes = execute_cohort(group) if len(group) > 1 else [execute(group[0])]
+            share = (time.perf_counter() - start) / len(group)
+            for task, (status, payload) in zip(group, outcomes, strict=True):
+                seconds = payload["seconds"] if status == "ok" else share
+                settle(book, retry, task, status, payload, seconds)
 
     def close(self) -> None:
         pass
@@ -289,13 +322,21 @@ class RayRunner:
         pass
 
 
+def evaluation_threads(spec: Any) -> int:
+    """Torch threads per evaluation: ``search.threads``, else the cores shared among the parallel evaluations."""
+    parallel = 1 if spec.backend == "cohort" else max(1, spec.workers)
+    return spec.threads or max(1, available_cores() // parallel)
+
+
 def make_runner(spec: Any, *, fitness: FitnessFn | None = None,
                 runtime_env: dict[str, Any] | None = None) -> Runner:
     """The runner a recipe's ``search:`` section asks for (``fitness``: an in-process callable, inline only)."""
-    threads = spec.threads or max(1, available_cores() // max(1, spec.workers))
+    threads = evaluation_threads(spec)
     if spec.backend == "ray":
         return RayRunner(spec.workers, threads=threads, timeout_s=spec.timeout_s, retries=spec.retries,
                          address=spec.ray_address, runtime_env=runtime_env)
+    if spec.backend == "cohort":
+        return CohortRunner(spec.cohort_size, spec.retries)
     if spec.workers == 0:
         return InlineRunner(spec.retries, fitness)
     return LocalPoolRunner(spec.workers, threads=threads, timeout_s=spec.timeout_s, retries=spec.retries)

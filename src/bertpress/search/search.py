@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from bertpress.recipe import Recipe, recipe_from_dict
 from bertpress.search import ga
 from bertpress.search.fitness import EvalTask, FitnessFn, proxy_recipe, resolve_fitness
 from bertpress.search.report import write_outputs
-from bertpress.search.runners import Outcome, Runner, available_cores, make_runner
+from bertpress.search.runners import Outcome, Runner, evaluation_threads, make_runner
 from bertpress.search.space import Mapping, SearchSpace
 from bertpress.search.spec import SearchRecipe, SearchSpec, fitness_settings
 from bertpress.search.state import STATE_FILE, SearchState
@@ -80,6 +81,9 @@ def _check_dir(path: Path, *, resume: bool, overwrite: bool) -> None:
 def _fitness_ref(fitness: str | FitnessFn, spec: SearchSpec) -> str:
     if isinstance(fitness, str):
         return fitness
+    if spec.backend == "cohort":
+        raise BertpressError("search.backend 'cohort' runs the proxy fitness (its distillations share the teacher "
+                             "forward): drop the fitness function, or use backend: local")
     ref = f"{fitness.__module__}:{getattr(fitness, '__qualname__', '')}"
     if spec.workers == 0 and spec.backend == "local":
         return ref
@@ -269,7 +273,7 @@ def search_mapping(recipe: Recipe | str | Path | dict, *, overrides: list[str] |
                              f"{len(set(baselines.values()))} baselines: raise it, or list fewer baselines")
     ref = _fitness_ref(fitness if fitness is not None else spec.fitness, spec)
     settings = fitness_settings(recipe.to_dict(), spec) | {"fitness": ref}
-    threads = spec.threads or max(1, available_cores() // max(1, spec.workers))
+    threads = evaluation_threads(spec)
     template = {"recipe": recipe.to_dict(), "proxy": spec.proxy.model_dump(mode="json"), "fitness": ref,
                 "eval_cache": str(root / "eval-cache"), "threads": threads, "keep_student": spec.keep_students}
     if fitness is None and ref != "proxy":
@@ -338,7 +342,9 @@ def _summary(search: _Search, baselines: dict[str, Mapping], best: tuple[Mapping
         "evaluations": {"distinct": len(records), "failed": sum(r["status"] != "ok" for r in records),
                         "this_session": search.new_evaluations,
                         "retried": sum(len(r["attempts"]) > 1 for r in records),
-                        "evaluation_seconds": round(sum(r["seconds"] for r in records), 1)},
+                        "evaluation_seconds": round(sum(r["seconds"] for r in records), 1),
+                        "mean_seconds": round(statistics.fmean(ok), 1) if (ok := [
+                            r["seconds"] for r in records if r["status"] == "ok"]) else None},
         "generations": search.generations,
         "wall_time_s": round(state.elapsed(), 1),
         "session_time_s": round(session_s, 1),

@@ -70,9 +70,13 @@ class SearchSpec(Strict):
     fitness: str = Field("proxy", description="'proxy' (distil + proxy score), or 'module:function' taking an "
                                               "EvalTask and returning {'fitness': float, ...}")
     workers: int = Field(1, ge=0, description="parallel evaluations (0: inside the search process, no timeout)")
-    threads: int | None = Field(None, gt=0, description="torch threads per evaluation (default: cores // workers)")
-    backend: Literal["local", "ray"] = Field("local", description="local worker processes, or Ray tasks "
-                                                                   "(pip install 'bertpress[ray]')")
+    threads: int | None = Field(None, gt=0, description="torch threads per evaluation (default: cores // workers; backend cohort: all cores)")
+    backend: Literal["local", "ray", "cohort"] = Field(
+        "local", description="local worker processes; Ray tasks (pip install 'bertpress[ray]'); or cohort: in "
+                             "this process, cohort_size proxy distillations at a time sharing one teacher forward "
+                             "per batch (fitness proxy only; workers and timeout_s are not read)")
+    cohort_size: int = Field(8, ge=2, description="backend cohort: students distilled together (one process "
+                                                  "holds them all); other backends ignore it")
     ray_address: str | None = Field(None, description="Ray cluster address for ray.init (e.g. 'auto'; default: "
                                                       "a local Ray instance)")
     timeout_s: float | None = Field(3600.0, gt=0, description="seconds per evaluation attempt before its worker "
@@ -108,6 +112,9 @@ class SearchSpec(Strict):
         if self.ray_address is not None and self.backend != "ray":
             raise ValueError("search.ray_address is only read with backend 'ray': set backend: ray or drop "
                              "ray_address")
+        if self.backend == "cohort" and self.fitness != "proxy":
+            raise ValueError(f"search.backend 'cohort' shares the proxy distillations' teacher forward, so it runs "
+                             f"fitness 'proxy' only, not {self.fitness!r}: use backend: local for it")
         if self.backend == "ray" and self.workers == 0:
             raise ValueError("search.backend 'ray' needs workers >= 1 (concurrent Ray tasks): set workers")
         return self

@@ -1,0 +1,381 @@
+"""Layer mapping search where no mapping is privileged (issue 19): cost, search, proxy validity, winner vs heuristics.
+
+``recipes/search-4x256.yaml``: a 4-layer, 256-wide student extracted (ETD importance) from the packaged 6-layer
+teacher, so every mapping reaches the teacher through a fresh projection (126 monotone mappings). Phases, each
+resumable (finished work is reused) and journaled with its wall time and the load average while it ran:
+
+  cost      seconds per evaluation before/after: the three heuristic mappings scored solo (one worker, all cores)
+            and as one cohort (one teacher forward per batch); the fitness values must agree
+  search    the recipe's search (genetic algorithm, cohort backend)
+  final     ARMS mappings (the searched one, uniform, last, skip and evaluated mappings spread over the proxy
+            ranking) distilled for --final-steps, as one cohort
+  evaluate  bertpress evaluate of every arm: RTE, MRPC, STS-B, CoLA, SST-2 (train sets capped, stated), 3 seeds,
+            and zero-shot STS-B
+  report    benchmarks/lms/results/unprivileged.{json,md,png}: searched vs the best heuristic (paired test over
+            task x seed runs), rank correlation of every proxy signal with the full evaluation
+
+    python benchmarks/lms/unprivileged.py all --work /work/runs/lms-4x256
+
+On 2 CPU cores the phases take about 10, 40, 15 and 90 minutes: the evaluation continues in a second session
+(its cache keeps every finished run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+_spec = importlib.util.spec_from_file_location("lms_run", Path(__file__).with_name("run.py"))
+lms = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lms)
+
+RECIPE = "recipes/search-4x256.yaml"
+HEURISTICS = ("uniform", "last", "skip")
+TASKS = ("rte", "mrpc", "stsb", "cola", "sst2")
+ARMS = 8
+OUT = "unprivileged"
+
+
+def cost_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
+    # the genetic algorithm with no generations, a population of 3 and a budget of 3 scores exactly the heuristics
+    common = ["--set", "search.generations=0", "--set", "search.population=3", "--set", "search.max_evaluations=3",
+              "--set", "search.baselines=[uniform,last,skip]", *_sets(args.search_set)]
+    for key, backend in (("solo", ["--set", "search.backend=local", "--set", "search.workers=0"]),
+                         ("cohort", ["--set", "search.backend=cohort"])):
+        out = args.work / "cost" / key
+        if (out / "search.json").is_file():
+            print(f"cost {key}: done ({out})")
+            continue
+        cmd = ["bertpress", "search-mapping", RECIPE, "--output-dir", str(out), *common, *backend]
+        if (out / "state.json").is_file():
+            cmd.append("--resume")
+        lms.run(cmd, args.work / "logs" / f"cost-{key}.log", journal, f"cost-{key}")
+
+
+def _sets(items: list[str]) -> list[str]:
+    return [x for text in items for x in ("--set", text)]
+
+
+def search_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
+    out = args.work / "search"
+    if (out / "best_mapping.yaml").is_file():
+        print(f"search done: {out}")
+        return
+    cmd = ["bertpress", "search-mapping", RECIPE, "--output-dir", str(out), *_sets(args.search_set)]
+    if (out / "state.json").is_file():
+        cmd.append("--resume")
+    lms.run(cmd, args.work / "logs" / "search.log", journal, "search")
+
+
+def pick_arms(records: list[dict[str, Any]], heuristics: dict[str, list[int]], best: list[int],
+              n: int = ARMS) -> dict[str, list[int]]:
+    """The mappings to evaluate fully: the searched one, the heuristics, then evaluated mappings at evenly spaced
+    ranks of the proxy fitness (best to worst), so the proxy-vs-full correlation spans the whole range."""
+    arms = {"searched": best, **heuristics}
+    taken = {tuple(m) for m in arms.values()}
+    ranked = sorted((r for r in records if r["fitness"] is not None and tuple(r["mapping"]) not in taken),
+                    key=lambda r: (-r["fitness"], r["mapping"]))
+    need = max(0, n - len(taken))
+    if need and ranked:
+        step = (len(ranked) - 1) / max(1, need - 1)
+        picks = sorted({round(i * step) for i in range(min(need, len(ranked)))})
+        for i in picks:
+            arms["rank" + "-".join(map(str, ranked[i]["mapping"]))] = ranked[i]["mapping"]
+    return arms
+
+
+def arms_of(args: argparse.Namespace) -> dict[str, list[int]]:
+    s = json.loads((args.work / "search" / "search.json").read_text())
+    records = [json.loads(x) for x in (args.work / "search" / "evaluations.jsonl").read_text().splitlines()]
+    return pick_arms(records, {n: s["baselines"][n]["mapping"] for n in HEURISTICS}, s["best"]["mapping"], args.arms)
+
+
+def _arm_dir(args: argparse.Namespace, mapping: list[int]) -> Path:
+    return args.work / "final" / "-".join(map(str, mapping))
+
+
+def final_recipes(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One recipe per distinct arm mapping: the search recipe with that mapping, at the final budget."""
+    import yaml
+
+    base = yaml.safe_load((lms.REPO / RECIPE).read_text())
+    base.pop("search")
+    out = []
+    for mapping in dict.fromkeys(tuple(m) for m in arms_of(args).values()):
+        train = {**base["train"], "max_steps": args.final_steps, "batch_size": args.final_batch_size,
+                 "eval_every": max(1, args.final_steps // 4), "save_every": max(1, args.final_steps // 4)}
+        out.append({**base, "name": f"lms-final-{'-'.join(map(str, mapping))}",
+                    "output_dir": str(_arm_dir(args, list(mapping))), "train": train,
+                    "data": {**base["data"], "sources": [str(lms.REPO / s) for s in base["data"]["sources"]]},
+                    "mapping": {"strategy": "explicit", "layers": list(mapping)}})
+    return out
+
+
+def final_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
+    if all((Path(r["output_dir"]) / "bertpress.json").is_file() for r in final_recipes(args)):
+        print("final: done")
+        return
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_distil", "--work", str(args.work), "--arms",
+           str(args.arms), "--final-steps", str(args.final_steps), "--final-batch-size", str(args.final_batch_size)]
+    lms.run(cmd, args.work / "logs" / "final.log", journal, "final")
+
+
+def _distil(args: argparse.Namespace) -> None:
+    """The final distillations as one cohort, resumed from their checkpoints when interrupted."""
+    from bertpress.train.cohort import distill_cohort
+
+    recipes = final_recipes(args)
+    resume = any((Path(r["output_dir"]) / "checkpoints").is_dir() for r in recipes)
+    distill_cohort(recipes, resume=resume, overwrite=not resume)
+
+
+def evaluate_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
+    models = [f"{'-'.join(map(str, m))}={_arm_dir(args, list(m))}" for m in
+              dict.fromkeys(tuple(m) for m in arms_of(args).values())]
+    cmd = ["bertpress", "evaluate", *models, "--tasks", ",".join([*TASKS, "stsb-zeroshot"]), "--seeds",
+           *map(str, args.eval_seeds), "--no-latency", "--no-progress", "--output-dir", str(args.work / "eval"),
+           "--cache-dir", str(args.work / "eval-cache"), *_sets(args.eval_set)]
+    lms.run(cmd, args.work / "logs" / "evaluate.log", journal, "evaluate")
+
+
+def full_scores(evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per model label: each task's runs by seed, each seed's average over TASKS, their mean and std."""
+    out = {}
+    for row in evaluation["models"]:
+        runs = {t: {r["seed"]: r["metrics"]["score"] for r in row["tasks"][t]["runs"]} for t in TASKS}
+        seeds = sorted(set.intersection(*(set(r) for r in runs.values())))
+        by_seed = [statistics.fmean(runs[t][s] for t in TASKS) for s in seeds]
+        zs = row["tasks"].get("stsb-zeroshot")
+        out[row["label"]] = {"runs": runs, "seeds": seeds, "by_seed": by_seed, "average": statistics.fmean(by_seed),
+                             "std": statistics.stdev(by_seed) if len(by_seed) > 1 else 0.0,
+                             "tasks": {t: statistics.fmean(runs[t].values()) for t in TASKS},
+                             "zeroshot": zs["mean"]["score"] if zs else None}
+    return out
+
+
+def analyse(arms: dict[str, list[int]], records: dict[str, dict[str, Any]], full: dict[str, dict[str, Any]],
+            heldout: dict[str, float]) -> dict[str, Any]:
+    """Searched vs the best heuristic (paired over task x seed runs and over seed averages) and the rank
+    correlation of each proxy signal with the full average. ``records``, ``full`` and ``heldout`` are keyed by
+    the mapping label ("2-3-4-6")."""
+    from bertpress.evaluate.stats import paired_test, rank_correlation
+
+    label = {n: "-".join(map(str, m)) for n, m in arms.items()}
+    best_h = max(HEURISTICS, key=lambda n: full[label[n]]["average"])
+    s, h = full[label["searched"]], full[label[best_h]]
+
+    def pairs(x: dict[str, Any]) -> list[float]:
+        return [x["runs"][t][seed] for t in TASKS for seed in s["seeds"]]
+
+    comparison = None
+    if label["searched"] != label[best_h]:
+        comparison = {"heuristic": best_h, "by_run": paired_test(pairs(s), pairs(h)),
+                      "by_seed_average": paired_test(s["by_seed"], h["by_seed"]) if len(s["seeds"]) > 1 else None}
+    labels = sorted(set(label.values()))
+    truth = [full[x]["average"] for x in labels]
+    tasks = sorted({t for x in labels for t in (records[x]["scores"] or {})})
+    signals = {"proxy fitness": [records[x]["fitness"] for x in labels],
+               **{f"proxy {t}": [records[x]["scores"][t] for x in labels] for t in tasks},
+               "proxy held-out loss (negated)": [-records[x]["distill_loss"] for x in labels],
+               "final held-out loss (negated)": [-heldout[x] for x in labels],
+               "zero-shot STS-B after the final distillation": [full[x]["zeroshot"] for x in labels]}
+    correlation = {k: rank_correlation(v, truth) for k, v in signals.items() if None not in v}
+    return {"best_heuristic": best_h, "searched_is_a_heuristic": comparison is None, "comparison": comparison,
+            "correlation": correlation, "labels": labels}
+
+
+def report_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
+    from bertpress.atomic import atomic_write_json, atomic_write_text
+
+    search = json.loads((args.work / "search" / "search.json").read_text())
+    records = {"-".join(map(str, r["mapping"])): r for r in
+               map(json.loads, (args.work / "search" / "evaluations.jsonl").read_text().splitlines())}
+    arms = arms_of(args)
+    final = {}
+    for mapping in dict.fromkeys(tuple(m) for m in arms.values()):
+        s = json.loads((_arm_dir(args, list(mapping)) / "bertpress.json").read_text())
+        final["-".join(map(str, mapping))] = {"heldout": s["final"]["loss"], "steps": s["steps"],
+                                              "tokens": s["tokens_seen"], "cohort": s.get("cohort")}
+    evaluation = json.loads((args.work / "eval" / "results.json").read_text())
+    full = full_scores(evaluation)
+    cost = {}
+    for key in ("solo", "cohort"):
+        c = json.loads((args.work / "cost" / key / "search.json").read_text())
+        recs = [json.loads(x) for x in (args.work / "cost" / key / "evaluations.jsonl").read_text().splitlines()]
+        cost[key] = {"evaluations": len(recs), "mean_seconds": c["evaluations"]["mean_seconds"],
+                     "distill_s": statistics.fmean(r["details"]["distill_s"] for r in recs),
+                     "proxy_s": statistics.fmean(r["details"]["proxy_s"] for r in recs),
+                     "threads": c["threads_per_worker"],
+                     "fitness": {"-".join(map(str, r["mapping"])): r["fitness"] for r in recs}}
+    cost["same_fitness"] = cost["solo"]["fitness"] == cost["cohort"]["fitness"]
+    result = {
+        "question": "Where no mapping is privileged, does the searched mapping beat the uniform, last and skip "
+                    "heuristics beyond noise, and does the proxy rank mappings as the full evaluation does?",
+        "machine": lms.machine(), "recipe": RECIPE, "cost": cost,
+        "search": {k: search[k] for k in ("best", "baselines", "margin_over_baselines", "space", "evaluations",
+                                          "generations", "wall_time_s", "backend", "threads_per_worker", "search")},
+        "arms": arms, "proxy": {lab: {k: records[lab][k] for k in ("fitness", "scores", "distill_loss")}
+                                for lab in final},
+        "final_distillation": final, "full_evaluation": full,
+        "full_eval_settings": {t: evaluation["models"][0]["tasks"][t]["settings"] for t in TASKS},
+        "analysis": analyse(arms, records, full, {k: v["heldout"] for k, v in final.items()}),
+        "phases": journal,
+    }
+    lms.RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(lms.RESULTS / f"{OUT}.json", result)
+    atomic_write_text(lms.RESULTS / f"{OUT}.md", markdown(result))
+    plot(result, lms.RESULTS / f"{OUT}.png")
+    print(f"written: {lms.RESULTS}/{OUT}.{{json,md,png}}")
+
+
+def _f(x: float | None, d: int = 1) -> str:
+    return "–" if x is None else f"{x:.{d}f}"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    s, m, c, a = r["search"], r["machine"], r["cost"], r["analysis"]
+    ev = s["evaluations"]
+    proxy = s["search"]["proxy"]
+    out = ["# Layer mapping search with an unprivileged student", "",
+           f"Packaged all-MiniLM-L6-v2 teacher (6 layers) -> 4-layer, 256-wide student extracted by ETD importance "
+           f"(`{r['recipe']}`, `tinybert` objective on attention probabilities). {s['space']['description']}.", "",
+           f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; the load average of each phase is listed "
+           "at the end.", "", "## 1. Cost of an evaluation", "",
+           f"The three heuristic mappings scored with the search's proxy ({proxy['steps']} distillation steps x "
+           f"{proxy['batch_size']} blocks, then fine-tuning on {', '.join(proxy['tasks'])}): solo, one after "
+           "another, and as one cohort sharing the teacher's forward.", "",
+           "| backend | threads | distillation s | proxy fine-tuning s | s per evaluation |", "|---|---|---|---|---|"]
+    for key in ("solo", "cohort"):
+        x = c[key]
+        out.append(f"| {key} | {x['threads']} | {x['distill_s']:.0f} | {x['proxy_s']:.0f} | "
+                   f"{x['mean_seconds']:.0f} |")
+    out += ["", f"Fitness identical under both backends: {'yes' if c['same_fitness'] else '**no**'} "
+            f"({', '.join(f'{k} {v:.4f}' for k, v in c['solo']['fitness'].items())}). Cohort / solo seconds per "
+            f"evaluation: {c['cohort']['mean_seconds'] / c['solo']['mean_seconds']:.2f}x.", "",
+            "## 2. Search", "",
+            f"{ev['distinct']} distinct mappings evaluated ({100 * s['space']['covered']:.0f}% of the space, "
+            f"{ev['failed']} failed), wall time {s['wall_time_s'] / 60:.1f} min ({s['backend']}, "
+            f"{ev['mean_seconds']:.0f} s per evaluation). Best: **{s['best']['mapping']}** (proxy fitness "
+            f"{s['best']['fitness']:.2f}; " + ", ".join(f"{n} {s['baselines'][n]['mapping']} "
+                                                       f"{s['baselines'][n]['fitness']:.2f}" for n in HEURISTICS) +
+            ").", "", "## 3. Full evaluation", ""]
+    f0 = next(iter(r["final_distillation"].values()))
+    st = r["full_eval_settings"]
+    caps = ", ".join(f"{t.upper()} {st[t]['max_train_examples'] or 'all'}" for t in TASKS)
+    seeds = next(iter(r["full_evaluation"].values()))["seeds"]
+    out += [f"Each arm distilled for {f0['steps']} steps ({f0['tokens']:,} tokens, one cohort), then fine-tuned by "
+            f"`bertpress evaluate` with seeds {seeds} (train examples: {caps}; lr {st['rte']['lr']:g}, "
+            f"{st['rte']['epochs']:g} epochs) and scored on the dev sets. Average = mean over the five tasks; ± = "
+            "sample std of the per-seed averages.", "",
+            "| arm | mapping | proxy fitness | final held-out loss | " + " | ".join(t.upper() for t in TASKS) +
+            " | average | zero-shot STS-B |", "|---|---|---|---|" + "---|" * len(TASKS) + "---|---|"]
+    for name, mapping in r["arms"].items():
+        lab = "-".join(map(str, mapping))
+        f = r["full_evaluation"][lab]
+        fitness = r["proxy"][lab]["fitness"]
+        out.append(f"| {name} | {mapping} | {_f(fitness, 2)} | {r['final_distillation'][lab]['heldout']:.4f} | " +
+                   " | ".join(_f(f["tasks"][t]) for t in TASKS) + f" | {f['average']:.2f} ± {f['std']:.2f} | "
+                   f"{_f(f['zeroshot'])} |")
+    out += ["", "## 4. Searched vs the best heuristic", ""]
+    if a["comparison"] is None:
+        out.append(f"The search returned a heuristic mapping itself ({a['best_heuristic']} is the best heuristic on "
+                   "the full evaluation; the searched mapping is one of the heuristics): it found nothing better.")
+    else:
+        cmp = a["comparison"]
+        br, bs = cmp["by_run"], cmp["by_seed_average"]
+        verdict = "beyond noise" if br["beyond_noise"] else "**not** beyond noise"
+        out.append(f"Best heuristic on the full evaluation: {cmp['heuristic']}. Searched minus it, paired over the "
+                   f"{br['n']} (task, seed) runs: {br['mean_diff']:+.2f} ± {br['std_diff']:.2f} points, "
+                   f"{br['wins']} wins / {br['losses']} losses, paired t-test p = {br['p_value']:.3f}: {verdict} "
+                   f"(alpha {br['alpha']})." + ("" if bs is None else
+                   f" Over the {bs['n']} per-seed averages: {bs['mean_diff']:+.2f} ± {bs['std_diff']:.2f}, "
+                   f"p = {bs['p_value']:.3f}."))
+    out += ["", "## 5. Does the proxy rank mappings like the full evaluation?", "",
+            f"Rank correlation with the full average over the {len(a['labels'])} distinct arm mappings:", "",
+            "| signal | Spearman rho | p | Kendall tau | p |", "|---|---|---|---|---|"]
+    for k, v in a["correlation"].items():
+        out.append(f"| {k} | {v['spearman']:+.2f} | {v['spearman_p']:.3f} | {v['kendall']:+.2f} | "
+                   f"{v['kendall_p']:.3f} |")
+    out += ["", "## Phases", "", "| phase | wall time | load avg (1 min) min / mean / max | command |",
+            "|---|---|---|---|"]
+    for key, v in r["phases"].items():
+        if isinstance(v, dict) and "command" in v:
+            ld = v["load_1min"]
+            out.append(f"| {key} | {v['seconds'] / 60:.1f} min | {ld['min']} / {ld['mean']} / {ld['max']} | "
+                       f"`{v['command']}` |")
+    out += ["", "Reproduce: `python benchmarks/lms/unprivileged.py all --work /work/runs/lms-4x256` (phases `cost`, "
+            "`search`, `final`, `evaluate`, `report`; each resumes).", ""]
+    return "\n".join(out)
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bertpress.atomic import atomic_write_bytes
+
+    full = r["full_evaluation"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    names = {"-".join(map(str, m)): n for n, m in reversed(list(r["arms"].items()))}
+    corr = r["analysis"]["correlation"]["proxy fitness"]
+    for lab in r["analysis"]["labels"]:
+        x, y = r["proxy"][lab]["fitness"], full[lab]
+        a.errorbar(x, y["average"], yerr=y["std"], fmt="o", capsize=3)
+        a.annotate(f"{names[lab]} {lab}", (x, y["average"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    a.set(xlabel="proxy fitness", ylabel="full average (mean ± std over seeds)",
+          title=f"proxy vs full: Spearman {corr['spearman']:+.2f}")
+    a.grid(alpha=0.3)
+    labels = list(names)
+    b.bar(range(len(labels)), [full[x]["average"] for x in labels], yerr=[full[x]["std"] for x in labels],
+          capsize=3, color=["tab:red" if names[x] == "searched" else "tab:blue" if names[x] in HEURISTICS
+                            else "tab:gray" for x in labels])
+    b.set_xticks(range(len(labels)), [f"{names[x]}\n{x}" for x in labels], fontsize=7)
+    lo = min(full[x]["average"] - full[x]["std"] for x in labels)
+    b.set(ylabel="full average", title="arms (red: searched, blue: heuristics)", ylim=(max(0, lo - 3), None))
+    b.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    atomic_write_bytes(path, tmp.read_bytes())
+    tmp.unlink()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("phase", choices=["cost", "search", "final", "evaluate", "report", "all", "_distil"])
+    p.add_argument("--work", type=Path, default=Path("/work/runs/lms-4x256"), help="where runs go (outside the repo)")
+    p.add_argument("--search-set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="recipe override for search-mapping (repeatable)")
+    p.add_argument("--arms", type=int, default=ARMS, help="distinct mappings evaluated fully (>= 8)")
+    p.add_argument("--final-steps", type=int, default=300)
+    p.add_argument("--final-batch-size", type=int, default=16)
+    p.add_argument("--eval-seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--eval-set", action="append", default=["max_train_examples=2000"], metavar="[TASK.]KEY=VALUE",
+                   help="fine-tuning override for bertpress evaluate (repeatable)")
+    args = p.parse_args()
+    args.work = args.work.resolve()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.phase == "_distil":
+        _distil(args)
+        return
+    lms.JOURNAL = args.work / "journal.json"
+    journal = json.loads(lms.JOURNAL.read_text()) if lms.JOURNAL.is_file() else {}
+    journal["argv"] = shlex.join(["python", "benchmarks/lms/unprivileged.py", *sys.argv[1:]])
+    phases = ["cost", "search", "final", "evaluate", "report"] if args.phase == "all" else [args.phase]
+    steps = {"cost": cost_phase, "search": search_phase, "final": final_phase, "evaluate": evaluate_phase,
+             "report": report_phase}
+    for phase in phases:
+        steps[phase](args, journal)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The unprivileged layer-mapping benchmark's analysis on fixture results: which mappings are evaluated fully, the
+paired comparison with the best heuristic, the proxy-vs-full rank correlation, the report."""
+
+import random
+
+import pytest
+
+TASKS = ("rte", "mrpc", "stsb", "cola", "sst2")
+
+
+def _record(mapping, fitness):
+    return {"mapping": mapping, "fitness": fitness, "scores": {"sst2": fitness + 1, "stsb-zeroshot": -fitness},
+            "distill_loss": 1 / (1 + fitness)}
+
+
+def test_arms_span_the_proxy_ranking(benchmark_script):
+    bench = benchmark_script("lms", "unprivileged")
+    heuristics = {"uniform": [2, 3, 4, 6], "last": [3, 4, 5, 6], "skip": [1, 3, 4, 5]}
+    records = [_record([1, 1, 1, k], 50 - k) for k in range(1, 7)] + [_record(m, 10.0) for m in heuristics.values()]
+    records.append({"mapping": [2, 2, 2, 2], "fitness": None, "scores": None, "distill_loss": None})
+    arms = bench.pick_arms(records, heuristics, [1, 1, 1, 1], n=8)
+    assert list(arms)[:4] == ["searched", "uniform", "last", "skip"]
+    extra = [m for n, m in arms.items() if n.startswith("rank")]
+    # the searched [1,1,1,1] is taken: 5 ranked others, 4 needed -> ranks 0, 1, 3, 4 (round(i * 4/3))
+    assert extra == [[1, 1, 1, 2], [1, 1, 1, 3], [1, 1, 1, 5], [1, 1, 1, 6]]
+    assert len({tuple(m) for m in arms.values()}) == 8
+    assert len(bench.pick_arms(records[:2], heuristics, [1, 1, 1, 1], n=8)) == 5, "fewer evaluated than asked"
+
+
+def _full(average, seeds=(1, 2, 3), noise=0.0, rng=None):
+    runs = {t: {s: average + (rng.gauss(0, noise) if rng else 0.0) for s in seeds} for t in TASKS}
+    return {"label": "", "tasks": {t: {"runs": [{"seed": s, "metrics": {"score": v}} for s, v in runs[t].items()]}
+                                   for t in TASKS} | {"stsb-zeroshot": {"mean": {"score": average + 10}}}}
+
+
+def test_analysis_on_fixture_results(benchmark_script):
+    bench = benchmark_script("lms", "unprivileged")
+    rng = random.Random(0)
+    arms = {"searched": [1, 2, 4, 6], "uniform": [2, 3, 4, 6], "last": [3, 4, 5, 6], "skip": [1, 3, 4, 5]}
+    truth = {"1-2-4-6": 64.0, "2-3-4-6": 61.0, "3-4-5-6": 55.0, "1-3-4-5": 60.0}
+    evaluation = {"models": []}
+    for lab, avg in truth.items():
+        row = _full(avg, noise=0.5, rng=rng)
+        row["label"] = lab
+        evaluation["models"].append(row)
+    full = bench.full_scores(evaluation)
+    assert full["1-2-4-6"]["seeds"] == [1, 2, 3] and full["1-2-4-6"]["average"] == pytest.approx(64, abs=1)
+    records = {lab: _record([int(x) for x in lab.split("-")], avg / 10) for lab, avg in truth.items()}
+    a = bench.analyse(arms, records, full, {lab: 100 - avg for lab, avg in truth.items()})
+    assert a["best_heuristic"] == "uniform"
+    cmp = a["comparison"]
+    assert cmp["by_run"]["n"] == 15 and cmp["by_run"]["mean_diff"] == pytest.approx(3, abs=0.6)
+    assert cmp["by_run"]["beyond_noise"] and cmp["by_seed_average"]["n"] == 3
+    c = a["correlation"]
+    assert c["proxy fitness"]["spearman"] == pytest.approx(1.0)
+    assert c["proxy stsb-zeroshot"]["spearman"] == pytest.approx(-1.0)
+    assert c["final held-out loss (negated)"]["kendall"] == pytest.approx(1.0)
+    # the search returning a heuristic is reported as such, not compared with itself
+    same = bench.analyse({**arms, "searched": arms["uniform"]}, records, full, {k: 1.0 for k in truth})
+    assert same["comparison"] is None and same["searched_is_a_heuristic"]
