@@ -36,7 +36,7 @@ import matplotlib
 import torch
 import yaml
 
-from bertpress.atomic import atomic_write_json, atomic_write_text
+from bertpress.atomic import atomic_dir, atomic_write_json, atomic_write_text
 from bertpress.data.corpus import load_corpus
 from bertpress.data.tasks.files import default_data_dir
 from bertpress.evaluate.cache import ResultCache
@@ -49,6 +49,7 @@ from bertpress.init import InitContext, initialise
 from bertpress.models.teacher import PACKAGED_TEACHER, resolve_model
 from bertpress.recipe import recipe_from_dict
 from bertpress.train.build import build_run
+from bertpress.train.callbacks import Callback
 from bertpress.train.checkpoint import latest_checkpoint
 from bertpress.train.run import distill, sample_batches
 
@@ -119,7 +120,7 @@ def make_recipe(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return recipe_from_dict(recipe).to_dict()
 
 
-def run_distillation(recipe: dict[str, Any]) -> dict[str, Any]:
+def run_distillation(recipe: dict[str, Any], callbacks: tuple[Callback, ...] = ()) -> dict[str, Any]:
     """Distil (reusing a finished run of the same recipe, resuming an interrupted one); returns its summary."""
     out = Path(recipe["output_dir"])
     done, saved = out / "bertpress.json", out / "recipe.yaml"
@@ -131,7 +132,7 @@ def run_distillation(recipe: dict[str, Any]) -> dict[str, Any]:
     resume = (not done.is_file() and saved.is_file() and same(yaml.safe_load(saved.read_text()))
               and latest_checkpoint(out / "checkpoints") is not None)
     print(f"[quality] {'resuming' if resume else 'starting'} {out}", flush=True)
-    return distill(recipe, resume=resume, overwrite=not resume).summary
+    return distill(recipe, resume=resume, overwrite=not resume, callbacks=list(callbacks)).summary
 
 
 def make_baseline(name: str, out_dir: Path) -> Path:
@@ -245,17 +246,108 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
         print(f"[quality] finetune: {', '.join(finished)} done", flush=True)
 
 
+#: Phase "curve": the shipped recipe's student distilled once for the longest budget, saved at these steps and
+#: scored like the screen's candidates (issue 12, item 4: what does more distillation buy?). One run, so the
+#: learning rate at step k follows the long run's schedule, not a k-step run's.
+CURVE_STEPS = (150, 300, 600, 1200, 2400)
+CURVE_CANDIDATE = "tinybert-top-probs"
+
+
+class SaveAt(Callback):
+    """Save the student (with the teacher's tokenizer) as ``out/step-N`` after each step N of ``steps``."""
+
+    def __init__(self, steps: tuple[int, ...], out: Path) -> None:
+        from transformers import AutoTokenizer
+
+        self.steps, self.out = set(steps), out
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(PACKAGED_TEACHER))
+
+    def on_step_end(self, distiller: Any, step: int, terms: dict[str, float] | None) -> None:
+        target = self.out / f"step-{step}"
+        if step in self.steps and not (target / "config.json").is_file():
+            with atomic_dir(target) as tmp:
+                distiller.student().save_pretrained(tmp)
+                self.tokenizer.save_pretrained(tmp)
+
+
+def curve(args: argparse.Namespace) -> None:
+    """Distil :data:`CURVE_CANDIDATE` for the largest of :data:`CURVE_STEPS` (resumable), score every saved step and
+    the copied-layers start (step 0); writes ``results/curve.{json,md,png}``."""
+    steps = tuple(sorted(args.curve_steps))
+    out = args.out_dir / "curve"
+    recipe = make_recipe(CURVE_CANDIDATE, argparse.Namespace(**{**vars(args), "steps": steps[-1], "out_dir": out}))
+    recipe["train"].update(save_every=steps[0], eval_every=steps[0])
+    recipe = recipe_from_dict(recipe).to_dict()
+    start = time.perf_counter()
+    summary = run_distillation(recipe, (SaveAt(steps, out),))
+    cache = ResultCache()
+    base = make_baseline("copy-1-3-6", args.out_dir)
+    tokens = args.batch_size * 128
+    rows = [{"step": 0, "tokens": 0, **score(base, "copy-1-3-6", cache)}]
+    for step in steps:
+        path = out / f"step-{step}"
+        rows.append({"step": step, "tokens": step * tokens, **score(path, f"curve-{step}", cache)})
+    valid = [json.loads(x) for x in (out / CURVE_CANDIDATE / "metrics.jsonl").read_text().splitlines()
+             if '"valid"' in x]
+    teacher = score(Path(resolve_model(PACKAGED_TEACHER)), "teacher", cache)
+    report = {"command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]), "machine": conditions(),
+              "candidate": CURVE_CANDIDATE, "batch_size": args.batch_size, "seed": args.seed, "rows": rows,
+              "teacher": teacher, "heldout": [{"step": v["step"], "loss": v["loss"]} for v in valid],
+              "train_time_s": summary["train_time_s"], "wall_s": round(time.perf_counter() - start, 1)}
+    write_curve(report)
+
+
+def write_curve(report: dict[str, Any], results: Path = RESULTS) -> None:
+    """``curve.json``, ``curve.md`` (score per step) and ``curve.png`` (scores vs tokens, log scale) in ``results``."""
+    results.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(results / "curve.json", report)
+    loss = {h["step"]: h["loss"] for h in report["heldout"]}
+    t = report["teacher"]
+    lines = ["# Quality vs distillation budget", "",
+             f"`{report['candidate']}` (the shipped `recipes/tinybert-3l.yaml` student: teacher layers 1, 3, 6 copied, "
+             f"then distilled along them) in one run of {report['rows'][-1]['step']} steps x {report['batch_size']} "
+             f"blocks x 128 tokens, seed {report['seed']}, the student saved along the way; step 0 is the copied "
+             "layers without distillation. Scores x100 as in the screen (zero-shot STS-B: Spearman on the 1,500 dev "
+             "pairs; proxy STS-B: 2,000 training pairs, one seed). The learning rate follows the long run's "
+             f"schedule. Teacher: zero-shot {t['zeroshot']:.1f}, proxy {t['proxy_stsb']:.1f}.", "",
+             f"Command: `{report['command']}`; distillation {report['train_time_s'] / 60:.0f} min; machine: "
+             f"{report['machine']['cpu']}, load average at start {report['machine']['load_average']}.", "",
+             "| step | tokens | held-out loss | zero-shot STS-B | proxy STS-B |", "|---:|---:|---:|---:|---:|"]
+    for r in report["rows"]:
+        held = f"{loss[r['step']]:.4f}" if r["step"] in loss else "-"
+        lines.append(f"| {r['step']} | {r['tokens']:,} | {held} | {r['zeroshot']:.1f} | {r['proxy_stsb']:.1f} |")
+    atomic_write_text(results / "curve.md", "\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    rows = [r for r in report["rows"] if r["tokens"]]
+    for key, label in (("zeroshot", "zero-shot STS-B"), ("proxy_stsb", "proxy STS-B")):
+        line = ax.plot([r["tokens"] for r in rows], [r[key] for r in rows], "o-", label=label)[0]
+        ax.axhline(report["rows"][0][key], color=line.get_color(), linestyle=":", label=f"{label}, no distillation")
+        ax.axhline(t[key], color=line.get_color(), linestyle="--", alpha=0.5, label=f"{label}, teacher")
+    ax.set_xscale("log")
+    ax.set(xlabel="distillation tokens", ylabel="score (x100)", title="3-layer student: score vs distillation budget")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(results / "curve.png")
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--phase", choices=["screen", "finetune"], default="screen")
+    p.add_argument("--phase", choices=["screen", "finetune", "curve"], default="screen")
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out-dir", type=Path, default=Path("runs/quality"))
     p.add_argument("--only", nargs="+", help="screen: distilled candidates to run (default all); finetune: the "
                                              "screened models to fine-tune, in order (baselines and `teacher` by name)")
+    p.add_argument("--curve-steps", type=int, nargs="+", default=list(CURVE_STEPS),
+                   help="curve: the steps at which the student is saved and scored (the largest is the run's length)")
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.phase == "curve":
+        curve(args)
+        return
     if args.phase == "finetune":
         finetune(args.only or ["copy-1-3-6", "tinybert-top-probs", "teacher"], args)
         return

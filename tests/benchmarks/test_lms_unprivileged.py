@@ -58,3 +58,42 @@ def test_analysis_on_fixture_results(benchmark_script):
     # the search returning a heuristic is reported as such, not compared with itself
     same = bench.analyse({**arms, "searched": arms["uniform"]}, records, full, {k: 1.0 for k in truth})
     assert same["comparison"] is None and same["searched_is_a_heuristic"]
+
+
+def test_report_on_fixture_results(benchmark_script, tmp_path):
+    bench = benchmark_script("lms", "unprivileged")
+    arms = {"searched": [1, 2, 4, 6], "uniform": [2, 3, 4, 6], "last": [3, 4, 5, 6], "skip": [1, 3, 4, 5]}
+    truth = {"1-2-4-6": 64.0, "2-3-4-6": 61.0, "3-4-5-6": 55.0, "1-3-4-5": 60.0}
+    rng = random.Random(1)
+    models = [{**_full(avg, noise=0.5, rng=rng), "label": lab} for lab, avg in truth.items()]
+    full = bench.full_scores({"models": models})
+    proxy = {lab: _record([int(x) for x in lab.split("-")], avg / 10) for lab, avg in truth.items()}
+    heldout = {lab: 100 - avg for lab, avg in truth.items()}
+    baselines = {n: {"mapping": arms[n], "fitness": proxy["-".join(map(str, arms[n]))]["fitness"]}
+                 for n in ("uniform", "last", "skip")}
+    settings = {"max_train_examples": 2000, "lr": 1e-4, "epochs": 3}
+    result = {
+        "recipe": "recipes/search-4x256.yaml", "machine": {"cpu": "x", "cores": 2, "torch": "2"},
+        "cost": {"solo": {"threads": 2, "distill_s": 70.0, "proxy_s": 40.0, "mean_seconds": 110.0,
+                          "fitness": {"2-3-4-6": 6.1}},
+                 "cohort": {"threads": 2, "distill_s": 35.0, "proxy_s": 40.0, "mean_seconds": 75.0,
+                            "fitness": {"2-3-4-6": 6.1}}, "same_fitness": True},
+        "search": {"best": {"mapping": arms["searched"], "fitness": 6.4}, "baselines": baselines,
+                   "space": {"description": "monotone: 126 mappings", "covered": 0.22},
+                   "evaluations": {"distinct": 28, "failed": 0, "mean_seconds": 75.0}, "wall_time_s": 2100.0,
+                   "backend": "cohort", "search": {"proxy": {"steps": 100, "batch_size": 16, "tasks": ["sst2"]}}},
+        "arms": arms, "proxy": {lab: {k: p[k] for k in ("fitness", "scores", "distill_loss")}
+                                for lab, p in proxy.items()},
+        "final_distillation": {lab: {"heldout": h, "steps": 300, "tokens": 614_400} for lab, h in heldout.items()},
+        "full_evaluation": full, "full_eval_settings": {t: settings for t in TASKS},
+        "analysis": bench.analyse(arms, proxy, full, heldout),
+        "phases": {"search": {"command": "bertpress search-mapping", "seconds": 2100.0,
+                              "load_1min": {"min": 2.0, "mean": 2.1, "max": 2.3}}},
+    }
+    md = bench.markdown(result)
+    assert "| solo | 2 | 70 | 40 | 110 |" in md and "0.68x" in md and "identical under both backends: yes" in md
+    assert "Best heuristic on the full evaluation: uniform" in md and "beyond noise" in md
+    assert "| searched | [1, 2, 4, 6] | 6.40 | 36.0000 |" in md
+    assert "| proxy fitness | +1.00 |" in md
+    bench.plot(result, tmp_path / "u.png")
+    assert (tmp_path / "u.png").stat().st_size > 1000

@@ -20,3 +20,19 @@ def test_screen_report(tmp_path, benchmark_script):
     assert "4 blocks x 128 tokens = 5,120 tokens" in md
     assert (tmp_path / "screen.png").stat().st_size > 1000
     assert (tmp_path / "screen.json").is_file()
+
+
+def test_curve_report(tmp_path, benchmark_script):
+    report = {"command": "python benchmarks/quality/run.py --phase curve", "candidate": "tinybert-top-probs",
+              "machine": {"cpu": "x", "load_average": [0.1]}, "batch_size": 16, "seed": 42,
+              "rows": [{"step": 0, "tokens": 0, "zeroshot": 82.0, "proxy_stsb": 26.7},
+                       {"step": 150, "tokens": 307_200, "zeroshot": 83.3, "proxy_stsb": 32.0},
+                       {"step": 300, "tokens": 614_400, "zeroshot": 83.9, "proxy_stsb": 35.5}],
+              "teacher": {"zeroshot": 86.7, "proxy_stsb": 82.3},
+              "heldout": [{"step": 0, "loss": 0.19}, {"step": 150, "loss": 0.081}, {"step": 300, "loss": 0.07}],
+              "train_time_s": 600.0}
+    benchmark_script("quality").write_curve(report, tmp_path)
+    md = (tmp_path / "curve.md").read_text()
+    assert "| 0 | 0 | 0.1900 | 82.0 | 26.7 |" in md and "| 300 | 614,400 | 0.0700 | 83.9 | 35.5 |" in md
+    assert "one run of 300 steps x 16 blocks" in md and "Teacher: zero-shot 86.7, proxy 82.3" in md
+    assert (tmp_path / "curve.png").stat().st_size > 1000
