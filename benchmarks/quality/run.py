@@ -90,6 +90,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # 4L-256H (ETD-extracted) students with the settings the 3L screen chose
     "tinybert-probs-4x256": {"student": BASELINES["etd-4x256-1-3-5-6"], "mapping": [1, 3, 5, 6],
                              "objective": {"attention_on": "probabilities"}},
+    # the same, the hidden-state projection started as the extracted dims' selection (student.projection_init)
+    "tinybert-probs-4x256-aligned": {"student": {**BASELINES["etd-4x256-1-3-5-6"], "projection_init": "extracted"},
+                                     "mapping": [1, 3, 5, 6], "objective": {"attention_on": "probabilities"}},
     "minilm-4x256": {"student": BASELINES["etd-4x256-1-3-5-6"],
                      "objective": {"name": "minilm", "attention": 1.0, "value": 1.0}},
 }
@@ -380,7 +383,8 @@ def main() -> None:
         put({"name": name, "kind": "distilled", "layers": summary["init"]["layers"], "mapping": summary["mapping"],
              "objective": summary["objective"], "loss_start": valid[0]["loss"], "loss_end": valid[-1]["loss"],
              "train_time_s": summary["train_time_s"], **score(out, name, cache)})
-        print(f"[quality] {name}: {report['rows'][-1]} ({time.perf_counter() - start:.0f}s)", flush=True)
+        row = next(r for r in report["rows"] if r["name"] == name)
+        print(f"[quality] {name}: {row} ({time.perf_counter() - start:.0f}s)", flush=True)
 
 
 if __name__ == "__main__":

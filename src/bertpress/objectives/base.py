@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
 from pydantic import BaseModel
 from torch import Tensor, nn
 
@@ -60,6 +61,11 @@ class Objective(nn.Module, ABC):
         """JSON description of what is matched (written to the run's output)."""
         return {"weights": self.weights}
 
+    def align_projection(self, hidden_dims: list[int]) -> bool:
+        """Start the learned projection as :func:`selection_projection_` of ``hidden_dims``; False when this
+        objective learns no projection (the default)."""
+        return False
+
     def forward(self, student: Features, teacher: Features, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         terms = self.terms(student, teacher, batch)
         total = sum(self.weights[k] * v for k, v in terms.items())
@@ -73,6 +79,22 @@ OBJECTIVES: Registry[ObjectiveBuilder] = Registry("objective")
 def projection(student_dim: int, teacher_dim: int) -> nn.Module:
     """TinyBERT's learned ``W`` mapping student width to teacher width (identity when widths match)."""
     return nn.Identity() if student_dim == teacher_dim else nn.Linear(student_dim, teacher_dim)
+
+
+def selection_projection_(proj: nn.Linear, hidden_dims: list[int]) -> None:
+    """Set ``W`` (teacher width x student width) to place student dim ``j`` on teacher dim ``hidden_dims[j]``, bias
+    0: ``(h_s W)_i = h_s[j]`` if ``i = hidden_dims[j]``, else 0. An extracted student's hidden dims are teacher dims
+    (ETD, arXiv:2104.11928), so with this start the hidden match begins at what extraction kept instead of behind a
+    random ``W`` whose first gradients push the student's states anywhere."""
+    if len(hidden_dims) != proj.in_features or len(set(hidden_dims)) != len(hidden_dims) or \
+            not all(0 <= d < proj.out_features for d in hidden_dims):
+        raise BertpressError(f"cannot align a {proj.in_features}->{proj.out_features} projection with "
+                             f"{len(hidden_dims)} extracted hidden dims: the extraction plan does not fit the student")
+    with torch.no_grad():
+        proj.weight.zero_()
+        proj.weight[torch.as_tensor(hidden_dims), torch.arange(proj.in_features)] = 1.0
+        if proj.bias is not None:
+            proj.bias.zero_()
 
 
 def default_relation_heads(ctx: ObjectiveContext, requested: int | None) -> int:

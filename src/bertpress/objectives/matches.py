@@ -31,6 +31,7 @@ from bertpress.objectives.base import (
     ObjectiveContext,
     default_relation_heads,
     projection,
+    selection_projection_,
 )
 from bertpress.objectives.losses import LOSSES, relation_logits
 
@@ -150,6 +151,12 @@ class MatchObjective(Objective):
         # each loss resolved once: (function, whether it takes the attention mask)
         self._losses = {m.loss: (fn, "mask" in inspect.signature(fn).parameters)
                         for m in self.matches for fn in [LOSSES.get(m.loss).fn]}
+
+    def align_projection(self, hidden_dims: list[int]) -> bool:
+        if not isinstance(self.proj, torch.nn.Linear):
+            return False
+        selection_projection_(self.proj, hidden_dims)
+        return True
 
     def _check_layers(self, ctx: ObjectiveContext) -> None:
         for m in self.matches:

@@ -70,6 +70,10 @@ class StudentSpec(Strict):
     init: str = Field("select", description="initialiser name (see Initialisers below)")
     init_args: dict[str, Any] = Field(default_factory=dict, description="options of the initialiser")
     tokenizer: str | None = Field(None, description="tokenizer for the student (must equal the teacher's vocabulary)")
+    projection_init: Literal["extracted", "random"] = Field(
+        "random", description="the objective's learned width projection: extracted (when the init extracts teacher "
+                              "hidden dims, as etd-*: start it as the map placing each student dim on its teacher "
+                              "dim) or random (PyTorch's Linear init)")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> StudentSpec:

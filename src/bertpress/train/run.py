@@ -209,6 +209,10 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
         acc.wait_for_everyone()
         sample = sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
         plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
+        if spec.projection_init == "extracted" and "hidden_dims" in plan:
+            aligned = [stage.objective.align_projection(plan["hidden_dims"]) for stage in run.stages]
+            if any(aligned):
+                plan = {**plan, "projection": "extracted"}
         rank_supernet(run, corpus, out)
         module = None
         if run.supernet is not None:  # sub-networks drawn per micro-batch train in place of the student
