@@ -165,12 +165,21 @@ def score(path: Path, label: str, cache: ResultCache) -> dict[str, float]:
     return {"zeroshot": results["stsb-zeroshot"]["mean"]["score"], "proxy_stsb": results["stsb"]["mean"]["score"]}
 
 
+def shape_of(name: str) -> str:
+    """``6L-384H`` (the teacher), else the student shape of a baseline or candidate (3L-384H unless it says)."""
+    if name == "teacher":
+        return "6L-384H"
+    student = BASELINES.get(name) or CANDIDATES.get(name, {}).get("student") or {"num_layers": 3}
+    return f"{student['num_layers']}L-{student.get('hidden_size', 384)}H"
+
+
 def write_report(report: dict[str, Any], results: Path = RESULTS) -> None:
     """``screen.json`` (everything), ``screen.md`` (the table) and ``screen.png`` (zero-shot vs proxy) in ``results``."""
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_json(results / "screen.json", report)
     rows = report["rows"]
-    best_base = max((r for r in rows if r["kind"] == "baseline"), key=lambda r: r["proxy_stsb"], default=None)
+    best_base = {shape: max((r for r in rows if r["kind"] == "baseline" and shape_of(r["name"]) == shape),
+                            key=lambda r: r["proxy_stsb"], default=None) for shape in map(shape_of, (r["name"] for r in rows))}
     b = report["budget"]
     lines = [
         "# Quality screen: distilled 3-layer students against the same students without distillation", "",
@@ -183,13 +192,15 @@ def write_report(report: dict[str, Any], results: Path = RESULTS) -> None:
         "seed, 500 dev pairs). One seed: differences of a point or two are within noise (phase 2 adds seeds).", "",
         f"Command: `{report['command']}`; machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} cores, "
         f"load average at start {report['machine']['load_average']}.", "",
-        "| candidate | kind | copied layers | mapping | held-out loss start -> end | zero-shot STS-B | proxy STS-B | "
-        "vs best baseline (proxy) | distil time (s) |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
+        "| candidate | shape | kind | copied layers | mapping | held-out loss start -> end | zero-shot STS-B | "
+        "proxy STS-B | vs best baseline of its shape (proxy) | distil time (s) |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: shape_of(r["name"]) != "6L-384H"):
         loss = f"{r['loss_start']:.3f} -> {r['loss_end']:.3f}" if r.get("loss_end") is not None else "-"
-        delta = f"{r['proxy_stsb'] - best_base['proxy_stsb']:+.1f}" if best_base and r["kind"] != "teacher" else ""
-        lines.append(f"| {r['name']} | {r['kind']} | {r.get('layers', '-')} | {r.get('mapping', '-')} | {loss} | "
+        base = best_base.get(shape_of(r["name"]))
+        delta = f"{r['proxy_stsb'] - base['proxy_stsb']:+.1f}" if base and r["kind"] != "teacher" else ""
+        lines.append(f"| {r['name']} | {shape_of(r['name'])} | {r['kind']} | {r.get('layers', '-')} | "
+                     f"{r.get('mapping', '-')} | {loss} | "
                      f"{r['zeroshot']:.1f} | {r['proxy_stsb']:.1f} | {delta} | {r.get('train_time_s', '-')} |")
     atomic_write_text(results / "screen.md", "\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)

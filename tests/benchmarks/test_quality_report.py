@@ -15,8 +15,8 @@ def test_screen_report(tmp_path, benchmark_script):
         ]}
     benchmark_script("quality").write_report(report, tmp_path)
     md = (tmp_path / "screen.md").read_text()
-    assert "| cand | distilled | [1, 3, 6] | [1, 3, 6] | 2.000 -> 1.250 | 81.0 | 37.5 | -2.5 | 12.5 |" in md
-    assert "| copy-a | baseline | [1, 3, 5] | - | - | 70.0 | 30.0 | -10.0 | - |" in md
+    assert "| cand | 3L-384H | distilled | [1, 3, 6] | [1, 3, 6] | 2.000 -> 1.250 | 81.0 | 37.5 | -2.5 | 12.5 |" in md
+    assert "| copy-a | 3L-384H | baseline | [1, 3, 5] | - | - | 70.0 | 30.0 | -10.0 | - |" in md
     assert "4 blocks x 128 tokens = 5,120 tokens" in md
     assert (tmp_path / "screen.png").stat().st_size > 1000
     assert (tmp_path / "screen.json").is_file()

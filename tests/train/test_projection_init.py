@@ -11,6 +11,7 @@ from bertpress.objectives.base import selection_projection_
 from bertpress.train.run import distill, prepare_run
 
 NARROW = {"num_layers": 2, "hidden_size": 16, "num_heads": 2, "intermediate_size": 32, "init": "etd-impt"}
+RANDOM_W = {**NARROW, "projection_init": "random"}
 
 
 def test_selection_projection_places_each_dim():
@@ -38,7 +39,7 @@ def test_extracted_projection_starts_where_extraction_left_off(tiny_recipe):
     assert w.shape == (32, 16) and prepared.plan["projection"] == "extracted"
     assert torch.equal(w[dims, torch.arange(16)], torch.ones(16)) and w.sum() == 16
     extracted, plan = _start_loss(tiny_recipe(student={**NARROW, "projection_init": "extracted"}, train=train))
-    random_w, plan_r = _start_loss(tiny_recipe(student=NARROW, train=train))
+    random_w, plan_r = _start_loss(tiny_recipe(student=RANDOM_W, train=train))
     assert plan["projection"] == "extracted" and "projection" not in plan_r
     assert extracted < 0.5 * random_w, (extracted, random_w)
 

@@ -71,9 +71,10 @@ class StudentSpec(Strict):
     init_args: dict[str, Any] = Field(default_factory=dict, description="options of the initialiser")
     tokenizer: str | None = Field(None, description="tokenizer for the student (must equal the teacher's vocabulary)")
     projection_init: Literal["extracted", "random"] = Field(
-        "random", description="the objective's learned width projection: extracted (when the init extracts teacher "
-                              "hidden dims, as etd-*: start it as the map placing each student dim on its teacher "
-                              "dim) or random (PyTorch's Linear init)")
+        "extracted", description="the objective's learned width projection: extracted (when the init extracts "
+                                 "teacher hidden dims, as etd-*: start it as the map placing each student dim on its "
+                                 "teacher dim; benchmarks/quality: 4L-256H zero-shot STS-B 80.6 vs 66.9) or random "
+                                 "(PyTorch's Linear init)")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> StudentSpec:
