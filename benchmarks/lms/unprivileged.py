@@ -26,6 +26,7 @@ import argparse
 import importlib.util
 import json
 import shlex
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -42,6 +43,29 @@ ARMS = 8
 OUT = "unprivileged"
 
 
+#: The cost and search phases' directories (records, state, reports: small) are kept here when they finish, so a
+#: later session, in a fresh checkout, goes on with the final phase instead of searching again.
+SAVED = lms.RESULTS / "unprivileged-runs"
+KEPT = ("cost", "search")
+
+
+def restore(args: argparse.Namespace) -> None:
+    """Copy kept phase directories into the work directory where they are missing."""
+    for name in KEPT:
+        if (SAVED / name).is_dir() and not (args.work / name).exists():
+            shutil.copytree(SAVED / name, args.work / name)
+    if (SAVED / "journal.json").is_file() and not (args.work / "journal.json").exists():
+        shutil.copy(SAVED / "journal.json", args.work / "journal.json")
+
+
+def keep(args: argparse.Namespace, name: str) -> None:
+    """Copy a finished phase directory (without proxy students) into :data:`SAVED`."""
+    if (args.work / name).is_dir():
+        shutil.rmtree(SAVED / name, ignore_errors=True)
+        shutil.copytree(args.work / name, SAVED / name, ignore=shutil.ignore_patterns("work", "tensorboard"))
+        shutil.copy(args.work / "journal.json", SAVED / "journal.json")
+
+
 def cost_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
     # the genetic algorithm with no generations, a population of 3 and a budget of 3 scores exactly the heuristics
     common = ["--set", "search.generations=0", "--set", "search.population=3", "--set", "search.max_evaluations=3",
@@ -56,6 +80,7 @@ def cost_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
         if (out / "state.json").is_file():
             cmd.append("--resume")
         lms.run(cmd, args.work / "logs" / f"cost-{key}.log", journal, f"cost-{key}")
+    keep(args, "cost")
 
 
 def _sets(items: list[str]) -> list[str]:
@@ -71,6 +96,7 @@ def search_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
     if (out / "state.json").is_file():
         cmd.append("--resume")
     lms.run(cmd, args.work / "logs" / "search.log", journal, "search")
+    keep(args, "search")
 
 
 def pick_arms(records: list[dict[str, Any]], heuristics: dict[str, list[int]], best: list[int],
@@ -367,6 +393,7 @@ def main() -> None:
     if args.phase == "_distil":
         _distil(args)
         return
+    restore(args)
     lms.JOURNAL = args.work / "journal.json"
     journal = json.loads(lms.JOURNAL.read_text()) if lms.JOURNAL.is_file() else {}
     journal["argv"] = shlex.join(["python", "benchmarks/lms/unprivileged.py", *sys.argv[1:]])

@@ -90,3 +90,14 @@ def test_cohort_refuses_an_in_process_fitness_function(search_recipe, tmp_path):
     with pytest.raises(BertpressError, match="backend 'cohort' runs the proxy fitness"):
         search_mapping(search_recipe(backend="cohort", fitness="proxy"), search_dir=tmp_path / "s",
                        fitness=lambda task: {"fitness": 1.0})
+
+
+def test_zero_shot_only_proxy(proxy_recipe, tmp_path):
+    """proxy.tasks [stsb-zeroshot]: no fine-tuning, the proxy's training settings do not apply (and do not fail)."""
+    recipe = proxy_recipe(backend="cohort")
+    recipe["search"]["proxy"] = {**recipe["search"]["proxy"], "tasks": ["stsb-zeroshot"], "finetune_overrides": []}
+    records = _records(search_mapping(recipe, search_dir=tmp_path / "s").search_dir)
+    assert len(records) == 4
+    for r in records.values():
+        assert set(r["scores"]) == {"stsb-zeroshot"} and r["fitness"] == r["scores"]["stsb-zeroshot"]
+        assert -100 <= r["fitness"] <= 100 and r["details"]["proxy_s"] < r["details"]["distill_s"] + 30

@@ -18,7 +18,7 @@ from typing import Any
 
 from bertpress.data.tasks.files import resolve_data_dir
 from bertpress.evaluate.cache import ResultCache
-from bertpress.evaluate.settings import FinetuneSettings, resolve_settings
+from bertpress.evaluate.settings import DEFAULTS, FinetuneSettings, resolve_settings
 from bertpress.evaluate.suite import ModelSpec, evaluate_model
 from bertpress.evaluate.tasks import TaskData, load_task
 from bertpress.models.teacher import resolve_model
@@ -33,8 +33,17 @@ PROXY_OVERRIDES = ("max_train_examples=2000", "max_eval_examples=500", "epochs=2
                    "seeds=[0]")
 
 
+def fine_tunes(tasks: Sequence[str]) -> bool:
+    """Whether any of ``tasks`` is fine-tuned (zero-shot tasks are not, and have no seeds)."""
+    return any(isinstance(DEFAULTS[t], FinetuneSettings) for t in tasks)
+
+
 def proxy_settings(tasks: Sequence[str] = PROXY_TASKS, overrides: Sequence[str] = ()) -> dict[str, FinetuneSettings]:
-    return resolve_settings(tasks, [*PROXY_OVERRIDES, *overrides])
+    """The proxy's settings of ``tasks``: :data:`PROXY_OVERRIDES` where a selected task has the setting (zero-shot
+    tasks have no training settings), then ``overrides``."""
+    fields = {f for t in tasks for f in type(DEFAULTS[t]).model_fields}
+    own = [o for o in PROXY_OVERRIDES if o.split("=", 1)[0] in fields]
+    return resolve_settings(tasks, [*own, *overrides])
 
 
 @lru_cache(maxsize=16)

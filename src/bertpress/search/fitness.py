@@ -94,11 +94,12 @@ def score_proxy_student(task: EvalTask, result: Any, distill_s: float, **details
     """The proxy fitness record of a distilled student (``result``: its :class:`~bertpress.train.run.RunResult`)
     whose distillation took ``distill_s`` seconds; the student is deleted afterwards unless ``keep_student``."""
     from bertpress.evaluate.cache import ResultCache
-    from bertpress.evaluate.proxy import proxy_scores
+    from bertpress.evaluate.proxy import fine_tunes, proxy_scores
 
     start = time.perf_counter()
     p = task.proxy
-    overrides = [f"seeds={json.dumps(p.get('seeds', [0]))}", *p.get("finetune_overrides", ())]
+    seeds = [f"seeds={json.dumps(p.get('seeds', [0]))}"] if fine_tunes(p["tasks"]) else []
+    overrides = [*seeds, *p.get("finetune_overrides", ())]
     scores = proxy_scores(result.student_dir, p.get("data_dir"), tasks=p["tasks"], overrides=overrides,
                           cache=ResultCache(Path(task.eval_cache)) if task.eval_cache else None)
     proxy_s = time.perf_counter() - start
