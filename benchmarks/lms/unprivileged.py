@@ -237,7 +237,7 @@ def report_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
         cost[key] = {"evaluations": len(recs), "mean_seconds": c["evaluations"]["mean_seconds"],
                      "distill_s": statistics.fmean(r["details"]["distill_s"] for r in recs),
                      "proxy_s": statistics.fmean(r["details"]["proxy_s"] for r in recs),
-                     "threads": c["threads_per_worker"],
+                     "threads": c["threads_per_worker"], "proxy": c["search"]["proxy"],
                      "fitness": {"-".join(map(str, r["mapping"])): r["fitness"] for r in recs}}
     cost["same_fitness"] = cost["solo"]["fitness"] == cost["cohort"]["fitness"]
     result = {
@@ -267,13 +267,13 @@ def _f(x: float | None, d: int = 1) -> str:
 def markdown(r: dict[str, Any]) -> str:
     s, m, c, a = r["search"], r["machine"], r["cost"], r["analysis"]
     ev = s["evaluations"]
-    proxy = s["search"]["proxy"]
+    proxy = c["solo"]["proxy"]
     out = ["# Layer mapping search with an unprivileged student", "",
            f"Packaged all-MiniLM-L6-v2 teacher (6 layers) -> 4-layer, 256-wide student extracted by ETD importance "
            f"(`{r['recipe']}`, `tinybert` objective on attention probabilities). {s['space']['description']}.", "",
            f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; the load average of each phase is listed "
            "at the end.", "", "## 1. Cost of an evaluation", "",
-           f"The three heuristic mappings scored with the search's proxy ({proxy['steps']} distillation steps x "
+           f"The three heuristic mappings scored with the proxy ({proxy['steps']} distillation steps x "
            f"{proxy['batch_size']} blocks, then fine-tuning on {', '.join(proxy['tasks'])}): solo, one after "
            "another, and as one cohort sharing the teacher's forward.", "",
            "| backend | threads | distillation s | proxy fine-tuning s | s per evaluation |", "|---|---|---|---|---|"]

@@ -75,7 +75,7 @@ def test_report_on_fixture_results(benchmark_script, tmp_path):
     result = {
         "recipe": "recipes/search-4x256.yaml", "machine": {"cpu": "x", "cores": 2, "torch": "2"},
         "cost": {"solo": {"threads": 2, "distill_s": 70.0, "proxy_s": 40.0, "mean_seconds": 110.0,
-                          "fitness": {"2-3-4-6": 6.1}},
+                          "fitness": {"2-3-4-6": 6.1}, "proxy": {"steps": 100, "batch_size": 16, "tasks": ["sst2"]}},
                  "cohort": {"threads": 2, "distill_s": 35.0, "proxy_s": 40.0, "mean_seconds": 75.0,
                             "fitness": {"2-3-4-6": 6.1}}, "same_fitness": True},
         "search": {"best": {"mapping": arms["searched"], "fitness": 6.4}, "baselines": baselines,
