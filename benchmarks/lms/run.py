@@ -220,6 +220,17 @@ def _f(x: float | None, d: int = 2) -> str:
     return "–" if x is None else f"{x:.{d}f}"
 
 
+def phase_table(journal: dict[str, Any]) -> list[str]:
+    """Markdown lines: every journaled command with its wall time and the load average while it ran."""
+    out = ["## Phases", "", "| phase | wall time | load avg (1 min) min / mean / max | command |", "|---|---|---|---|"]
+    for key, v in journal.items():
+        if isinstance(v, dict) and "command" in v:
+            ld = v["load_1min"]
+            out.append(f"| {key} | {v['seconds'] / 60:.1f} min | {ld['min']} / {ld['mean']} / {ld['max']} | "
+                       f"`{v['command']}` |")
+    return out
+
+
 def markdown(r: dict[str, Any]) -> str:
     s, m = r["search"], r["machine"]
     ev = s["evaluations"]
@@ -263,13 +274,7 @@ def markdown(r: dict[str, Any]) -> str:
         out.append(f"| {n} | {fd['mapping']} | {_f(fd['heldout'].get('loss'), 4)} | " +
                    " | ".join(_f(row["tasks"][t]["score"]) for t in TASKS) + f" | {_f(row['average'])} | {margin} |")
     seeds = {v["n"] for row in r["full_evaluation"].values() for v in row["tasks"].values()}
-    out += ["", f"Fine-tuning seeds per task: {', '.join(map(str, sorted(seeds)))}.", "", "## Phases", "",
-            "| phase | wall time | load avg (1 min) min / mean / max | command |", "|---|---|---|---|"]
-    for key, v in ph.items():
-        if isinstance(v, dict) and "command" in v:
-            ld = v["load_1min"]
-            out.append(f"| {key} | {v['seconds'] / 60:.1f} min | {ld['min']} / {ld['mean']} / {ld['max']} | "
-                       f"`{v['command']}` |")
+    out += ["", f"Fine-tuning seeds per task: {', '.join(map(str, sorted(seeds)))}.", "", *phase_table(ph)]
     out += ["", "Reproduce: `python benchmarks/lms/run.py all --work /work/runs/lms` (phases `search`, `final`, "
             "`evaluate`, `report`; each resumes).", ""]
     return "\n".join(out)
@@ -281,7 +286,6 @@ def plot(r: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bertpress.atomic import atomic_write_bytes
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     gens = r["search"]["generations"]
@@ -307,6 +311,15 @@ def plot(r: dict[str, Any], path: Path) -> None:
     b.set(ylabel="dev score", title="longer distillation, full evaluation")
     b.legend(fontsize=8)
     b.grid(alpha=0.3, axis="y")
+    save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write ``fig`` to ``path`` as a whole (through a temporary file) and close it."""
+    import matplotlib.pyplot as plt
+
+    from bertpress.atomic import atomic_write_bytes
+
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp)

@@ -330,13 +330,7 @@ def markdown(r: dict[str, Any]) -> str:
     for k, v in a["correlation"].items():
         out.append(f"| {k} | {v['spearman']:+.2f} | {v['spearman_p']:.3f} | {v['kendall']:+.2f} | "
                    f"{v['kendall_p']:.3f} |")
-    out += ["", "## Phases", "", "| phase | wall time | load avg (1 min) min / mean / max | command |",
-            "|---|---|---|---|"]
-    for key, v in r["phases"].items():
-        if isinstance(v, dict) and "command" in v:
-            ld = v["load_1min"]
-            out.append(f"| {key} | {v['seconds'] / 60:.1f} min | {ld['min']} / {ld['mean']} / {ld['max']} | "
-                       f"`{v['command']}` |")
+    out += ["", *lms.phase_table(r["phases"])]
     out += ["", "Reproduce: `python benchmarks/lms/unprivileged.py all --work /work/runs/lms-4x256` (phases `cost`, "
             "`search`, `final`, `evaluate`, `report`; each resumes).", ""]
     return "\n".join(out)
@@ -348,7 +342,6 @@ def plot(r: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bertpress.atomic import atomic_write_bytes
 
     full = r["full_evaluation"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
@@ -369,12 +362,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
     lo = min(full[x]["average"] - full[x]["std"] for x in labels)
     b.set(ylabel="full average", title="arms (red: searched, blue: heuristics)", ylim=(max(0, lo - 3), None))
     b.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    atomic_write_bytes(path, tmp.read_bytes())
-    tmp.unlink()
+    lms.save_figure(fig, path)
 
 
 def main() -> None:
