@@ -168,7 +168,7 @@ def evaluate_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
               dict.fromkeys(tuple(m) for m in arms_of(args).values())]
     cmd = ["bertpress", "evaluate", *models, "--tasks", ",".join([*TASKS, "stsb-zeroshot"]), "--seeds",
            *map(str, args.eval_seeds), "--no-latency", "--no-progress", "--output-dir", str(args.work / "eval"),
-           "--cache-dir", str(SAVED / "eval-cache"), *_sets(args.eval_set)]
+           "--cache-dir", str(args.cache_dir), *_sets(args.eval_set)]
     lms.run(cmd, args.work / "logs" / "evaluate.log", journal, "evaluate")
 
 
@@ -255,11 +255,11 @@ def report_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
         "analysis": analyse(arms, records, full, {k: v["heldout"] for k, v in final.items()}),
         "phases": journal,
     }
-    lms.RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(lms.RESULTS / f"{OUT}.json", result)
-    atomic_write_text(lms.RESULTS / f"{OUT}.md", markdown(result))
-    plot(result, lms.RESULTS / f"{OUT}.png")
-    print(f"written: {lms.RESULTS}/{OUT}.{{json,md,png}}")
+    args.results.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.results / f"{OUT}.json", result)
+    atomic_write_text(args.results / f"{OUT}.md", markdown(result))
+    plot(result, args.results / f"{OUT}.png")
+    print(f"written: {args.results}/{OUT}.{{json,md,png}}")
 
 
 def _f(x: float | None, d: int = 1) -> str:
@@ -378,6 +378,9 @@ def main() -> None:
     p.add_argument("--eval-set", action="append", default=["sst2.max_train_examples=20000"],
                    metavar="[TASK.]KEY=VALUE", help="fine-tuning override for bertpress evaluate (repeatable; default: "
                                                     "the task recipes' full train sets, SST-2 capped at 20,000)")
+    p.add_argument("--cache-dir", type=Path, default=SAVED / "eval-cache", help="evaluation cache (default: kept "
+                                                                               "in the repository)")
+    p.add_argument("--results", type=Path, default=lms.RESULTS, help="where the report is written")
     args = p.parse_args()
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
