@@ -117,8 +117,11 @@ def execute_cohort(tasks: Sequence[EvalTask]) -> list[tuple[str, Any]]:
     forward per batch (:func:`bertpress.train.cohort.distill_cohort`; each student equals its solo distillation),
     then each is scored on its own. One ``(status, payload)`` per task, as :func:`execute`; a failed cohort
     distillation fails every member. Each member's ``distill_s`` is its share of the cohort's distillation time;
-    its ``cohort`` entry counts the members and the teacher forwards."""
+    its ``cohort`` entry counts the members and the teacher forwards. One task alone is a solo evaluation."""
     import torch
+
+    if len(tasks) == 1:
+        return [execute(tasks[0])]
 
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, tasks[0].threads))

@@ -130,7 +130,7 @@ class CohortRunner:
                 continue
             group = [pending.popleft() for _ in range(min(self.size, len(pending)))]
             start = time.perf_counter()
-            outcomes = execute_cohort(group) if len(group) > 1 else [execute(group[0])]
+            outcomes = execute_cohort(group)
             share = (time.perf_counter() - start) / len(group)
             for task, (status, payload) in zip(group, outcomes, strict=True):
                 seconds = payload["seconds"] if status == "ok" else share
