@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -93,6 +94,10 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # the same, the hidden-state projection started as the extracted dims' selection (student.projection_init)
     "tinybert-probs-4x256-aligned": {"student": {**BASELINES["etd-4x256-1-3-5-6"], "projection_init": "extracted"},
                                      "mapping": [1, 3, 5, 6], "objective": {"attention_on": "probabilities"}},
+    # the shipped student distilled on pairs of consecutive sentences ([CLS] a [SEP] b [SEP], segment ids) instead
+    # of packed single-segment blocks: the input shape of every pair task, which blocks never show the student
+    "tinybert-top-probs-pairs": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6], "data": {"unit": "pairs"},
+                                 "objective": {"attention_on": "probabilities"}},
     "minilm-4x256": {"student": BASELINES["etd-4x256-1-3-5-6"],
                      "objective": {"name": "minilm", "attention": 1.0, "value": 1.0}},
 }
@@ -113,7 +118,8 @@ def make_recipe(name: str, args: argparse.Namespace) -> dict[str, Any]:
     recipe = {
         "name": f"quality-{name}", "seed": args.seed, "output_dir": str(args.out_dir / name),
         "teacher": teacher, "student": student,
-        "data": {"sources": [str(default_data_dir() / CORPUS)], "block_size": 128, "max_validation_blocks": 64},
+        "data": {"sources": [str(default_data_dir() / CORPUS)], "block_size": 128, "max_validation_blocks": 64,
+                 **change.get("data", {})},
         "objective": objective,
         "mapping": {"strategy": "explicit", "layers": change["mapping"]} if "mapping" in change else {"strategy": "uniform"},
         "train": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": change.get("lr", 2e-4),
@@ -241,13 +247,7 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
     cache = ResultCache(FINETUNE_CACHE)
     specs = {}
     for name in models:
-        if name == "teacher":
-            path = Path(resolve_model(PACKAGED_TEACHER))
-        else:
-            path = make_baseline(name, args.out_dir) if name in BASELINES else Path(resolve_model(str(args.out_dir / name)))
-        if not (path / "config.json").is_file():
-            raise SystemExit(f"{path} has no model: run the screen for {name!r} first")
-        specs[name] = ModelSpec(name, path)
+        specs[name] = ModelSpec(name, model_path(name, args.out_dir))
     tasks = [load_task(t, default_data_dir(), "tsv") for t in FINETUNE_TASKS]
     settings = resolve_settings(list(FINETUNE_TASKS), [f"sst2.max_train_examples={SST2_CAP}"])
     command = shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]])
@@ -258,6 +258,98 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
                              else None, latency=False, data_dir=default_data_dir(), command=command, progress=False)
         write_eval_report(report, RESULTS / "finetune")
         print(f"[quality] finetune: {', '.join(finished)} done", flush=True)
+
+
+#: Phase "schedule": is the fine-tuning schedule, not the student, what holds the downstream score down? STS-B (the
+#: task with the largest teacher-student gap in phase 2) fine-tuned by the screen's proxy (2,000 pairs, 64 tokens,
+#: lr 1e-4) and by the default task recipe (all 5,749 pairs, 128 tokens, lr 5e-5, 3 seeds), each at its own epoch
+#: count and at 6 epochs. Label -> (which settings, overrides).
+SCHEDULES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "proxy, 2 epochs (the screen's)": ("proxy", ()),
+    "proxy, 6 epochs": ("proxy", ("epochs=6",)),
+    "full, 3 epochs (default)": ("full", ()),
+    "full, 6 epochs": ("full", ("stsb.epochs=6",)),
+}
+SCHEDULE_MODELS = ("teacher", "copy-1-3-6", "tinybert-top-probs")
+
+
+def model_path(name: str, out_dir: Path) -> Path:
+    """The directory of a screened model (``teacher``, a baseline built on demand, or a distilled candidate)."""
+    if name == "teacher":
+        return Path(resolve_model(PACKAGED_TEACHER))
+    path = make_baseline(name, out_dir) if name in BASELINES else Path(resolve_model(str(out_dir / name)))
+    if not (path / "config.json").is_file():
+        raise SystemExit(f"{path} has no model: run the screen for {name!r} first")
+    return path
+
+
+def schedule(models: list[str], args: argparse.Namespace) -> None:
+    """Phase "schedule": every model of ``models`` (teacher first, then the untrained baseline, then the student)
+    fine-tuned on STS-B under each of :data:`SCHEDULES`; runs are cached with phase 2's, the report is rewritten
+    after every schedule. Writes ``results/schedule.{json,md,png}``."""
+    cache = ResultCache(FINETUNE_CACHE)
+    data = [load_task("stsb", default_data_dir(), "tsv")]
+    report: dict[str, Any] = {"command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]),
+                              "machine": conditions(), "models": models, "rows": []}
+    for label, (kind, overrides) in SCHEDULES.items():
+        settings = proxy_settings(["stsb"], overrides) if kind == "proxy" else resolve_settings(["stsb"], list(overrides))
+        row: dict[str, Any] = {"schedule": label, "settings": settings["stsb"].model_dump(), "scores": {}}
+        for name in models:
+            result = evaluate_model(ModelSpec(name, model_path(name, args.out_dir)), data, settings, cache,
+                                    progress=False)["stsb"]
+            row["scores"][name] = [r["metrics"]["score"] for r in result["runs"]]
+            row.setdefault("seconds", {})[name] = sum(r["train_seconds"] for r in result["runs"])
+        report["rows"].append(row)
+        write_schedule(report)
+        print(f"[quality] schedule {label}: {row['scores']}", flush=True)
+
+
+def write_schedule(report: dict[str, Any], results: Path = RESULTS) -> None:
+    """``schedule.{json,md,png}``: STS-B per model and fine-tuning schedule, the student's retention of the teacher
+    and its margin over the untrained baseline (paired by seed where there are several)."""
+    from bertpress.evaluate.stats import paired_test
+
+    results.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(results / "schedule.json", report)
+    teacher, baseline, student = report["models"]
+
+    def cell(xs: list[float]) -> str:
+        return f"{statistics.fmean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
+
+    lines = [
+        "# Is it the student or the fine-tuning schedule? STS-B under four schedules", "",
+        f"`{student}` (the shipped `recipes/tinybert-3l.yaml` student, 307k distillation tokens), `{baseline}` (the "
+        f"same teacher layers copied, no distillation) and the {teacher} (all-MiniLM-L6-v2), fine-tuned on STS-B with "
+        "a [CLS] regression head. Proxy: the screen's setting (2,000 training pairs, 64 tokens, lr 1e-4, batch 32, "
+        "seed 0, first 500 dev pairs). Full: `bertpress evaluate`'s STS-B recipe (5,749 pairs, 128 tokens, lr 5e-5, "
+        "batch 32, seeds 1-3, all 1,500 dev pairs). Only the number of epochs changes within each. Score: mean of "
+        "Pearson and Spearman x100; mean ± sample std over seeds.", "",
+        f"Command: `{report['command']}`; machine: {report['machine']['cpu']}, load average at start "
+        f"{report['machine']['load_average']}.", "",
+        f"| schedule | {teacher} | {baseline} | {student} | retention | margin over {baseline} | paired test |",
+        "|---|---:|---:|---:|---:|---:|---|"]
+    for r in report["rows"]:
+        s = r["scores"]
+        t, b, x = (statistics.fmean(s[m]) for m in (teacher, baseline, student))
+        test = "-"
+        if len(s[student]) > 1 and len(s[student]) == len(s[baseline]):
+            p = paired_test(s[student], s[baseline])
+            test = f"{p['wins']}/{p['n']} seeds, p = {p['p_value']:.3f}"
+        lines.append(f"| {r['schedule']} | {cell(s[teacher])} | {cell(s[baseline])} | {cell(s[student])} | "
+                     f"{100 * x / t:.1f}% | {x - b:+.1f} | {test} |")
+    atomic_write_text(results / "schedule.md", "\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    labels = [r["schedule"] for r in report["rows"]]
+    for i, m in enumerate((teacher, baseline, student)):
+        means = [statistics.fmean(r["scores"][m]) for r in report["rows"]]
+        errs = [statistics.stdev(r["scores"][m]) if len(r["scores"][m]) > 1 else 0 for r in report["rows"]]
+        ax.bar([j + (i - 1) * 0.27 for j in range(len(labels))], means, 0.27, yerr=errs, label=m, capsize=3)
+    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.set(ylabel="STS-B dev (x100)", title="STS-B by fine-tuning schedule")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(results / "schedule.png")
+    plt.close(fig)
 
 
 #: Phase "curve": the shipped recipe's student distilled once for the longest budget, saved at these steps and
@@ -348,7 +440,7 @@ def write_curve(report: dict[str, Any], results: Path = RESULTS) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--phase", choices=["screen", "finetune", "curve"], default="screen")
+    p.add_argument("--phase", choices=["screen", "finetune", "curve", "schedule"], default="screen")
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=42)
@@ -361,6 +453,9 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     if args.phase == "curve":
         curve(args)
+        return
+    if args.phase == "schedule":
+        schedule(args.only or list(SCHEDULE_MODELS), args)
         return
     if args.phase == "finetune":
         finetune(args.only or ["copy-1-3-6", "tinybert-top-probs", "teacher"], args)

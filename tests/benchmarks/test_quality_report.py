@@ -36,3 +36,22 @@ def test_curve_report(tmp_path, benchmark_script):
     assert "| 0 | 0 | 0.1900 | 82.0 | 26.7 |" in md and "| 300 | 614,400 | 0.0700 | 83.9 | 35.5 |" in md
     assert "one run of 300 steps x 16 blocks" in md and "Teacher: zero-shot 86.7, proxy 82.3" in md
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_schedule_report(tmp_path, benchmark_script):
+    report = {"command": "python benchmarks/quality/run.py --phase schedule", "machine": {"cpu": "x",
+                                                                                         "load_average": [0.1]},
+              "models": ["teacher", "copy", "student"],
+              "rows": [{"schedule": "proxy, 2 epochs", "scores": {"teacher": [82.0], "copy": [27.0],
+                                                                   "student": [32.0]}},
+                       {"schedule": "full, 6 epochs", "scores": {"teacher": [86.0, 86.0, 87.0],
+                                                                 "copy": [70.0, 72.0, 71.0],
+                                                                 "student": [79.0, 78.0, 80.0]}}]}
+    benchmark_script("quality").write_schedule(report, tmp_path)
+    md = (tmp_path / "schedule.md").read_text()
+    # retention = 32 / 82; one seed: no paired test
+    assert "| proxy, 2 epochs | 82.0 | 27.0 | 32.0 | 39.0% | +5.0 | - |" in md
+    # three seeds: mean ± sample std, margin 79.0 - 71.0, every seed a win, paired t-test over the differences (9, 6, 9)
+    assert "| full, 6 epochs | 86.3 ± 0.6 | 71.0 ± 1.0 | 79.0 ± 1.0 | 91.5% | +8.0 | 3/3 seeds, p = 0.015 |" in md
+    assert (tmp_path / "schedule.png").stat().st_size > 1000
+    assert (tmp_path / "schedule.json").is_file()
