@@ -96,6 +96,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                      "mapping": [1, 3, 5, 6], "objective": {"attention_on": "probabilities"}},
     # the shipped student distilled on pairs of consecutive sentences ([CLS] a [SEP] b [SEP], segment ids) instead
     # of packed single-segment blocks: the input shape of every pair task, which blocks never show the student
+    # (16 pairs a step: 307,200 positions, fewer real tokens since pairs are padded to the longest of the batch)
     "tinybert-top-probs-pairs": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6], "data": {"unit": "pairs"},
                                  "objective": {"attention_on": "probabilities"}},
     "minilm-4x256": {"student": BASELINES["etd-4x256-1-3-5-6"],
