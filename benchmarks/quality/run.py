@@ -16,6 +16,10 @@ seeds) is ``--phase finetune --only NAME ...``: it spans several sessions on 2 C
 
     python benchmarks/quality/run.py [--steps 150 --batch-size 16 --out-dir runs/quality] [--only NAME ...]
 
+Phase ``curve`` scores one long run of the shipped recipe at several budgets; phase ``schedule`` fine-tunes the
+teacher, the untrained baseline and the shipped student on STS-B under the proxy's and the default recipe's
+schedules at their own epoch counts and at 6 (was the student weak, or its fine-tuning too short?).
+
 Resumable: finished candidates are reused (same recipe), interrupted ones resume from their last checkpoint, scores
 come from the evaluation cache; results are rewritten after every candidate. Writes
 ``benchmarks/quality/results/screen.{json,md,png}``.
