@@ -167,13 +167,18 @@ def make_baseline(name: str, out_dir: Path) -> Path:
     return path
 
 
-def score(path: Path, label: str, cache: ResultCache) -> dict[str, float]:
-    """Zero-shot STS-B (full dev) and proxy-fine-tuned STS-B of one model directory."""
+def score(path: Path, label: str, cache: ResultCache, long_proxy: bool = False) -> dict[str, float]:
+    """Zero-shot STS-B (full dev) and proxy-fine-tuned STS-B of one model directory; ``long_proxy`` adds the proxy
+    at :data:`LONG_PROXY_EPOCHS` epochs (``proxy_stsb_long``), which 3-layer students need (phase schedule)."""
     tasks = [load_task("stsb-zeroshot", default_data_dir(), "tsv"), load_task("stsb", default_data_dir(), "tsv")]
     settings = {**resolve_settings(["stsb-zeroshot"]), **proxy_settings(["stsb"])}
-    results = evaluate_model(ModelSpec(label, Path(resolve_model(str(path)))), tasks, settings, cache,
-                             progress=False)
-    return {"zeroshot": results["stsb-zeroshot"]["mean"]["score"], "proxy_stsb": results["stsb"]["mean"]["score"]}
+    spec = ModelSpec(label, Path(resolve_model(str(path))))
+    results = evaluate_model(spec, tasks, settings, cache, progress=False)
+    out = {"zeroshot": results["stsb-zeroshot"]["mean"]["score"], "proxy_stsb": results["stsb"]["mean"]["score"]}
+    if long_proxy:
+        long = proxy_settings(["stsb"], [f"epochs={LONG_PROXY_EPOCHS}"])
+        out["proxy_stsb_long"] = evaluate_model(spec, tasks[1:], long, cache, progress=False)["stsb"]["mean"]["score"]
+    return out
 
 
 def shape_of(name: str) -> str:
@@ -357,6 +362,10 @@ def write_schedule(report: dict[str, Any], results: Path = RESULTS) -> None:
     plt.close(fig)
 
 
+#: Epochs of the longer proxy (``--long-proxy``): the 2-epoch proxy leaves 3-layer students under-trained.
+LONG_PROXY_EPOCHS = 6
+
+
 #: Phase "curve": the shipped recipe's student distilled once for the longest budget, saved at these steps and
 #: scored like the screen's candidates (issue 12, item 4: what does more distillation buy?). One run, so the
 #: learning rate at step k follows the long run's schedule, not a k-step run's.
@@ -394,24 +403,28 @@ def curve(args: argparse.Namespace) -> None:
     cache = ResultCache()
     base = make_baseline("copy-1-3-6", args.out_dir)
     tokens = args.batch_size * 128
-    rows = [{"step": 0, "tokens": 0, **score(base, "copy-1-3-6", cache)}]
+    rows = [{"step": 0, "tokens": 0, **score(base, "copy-1-3-6", cache, args.long_proxy)}]
     for step in steps:
         path = out / f"step-{step}"
-        rows.append({"step": step, "tokens": step * tokens, **score(path, f"curve-{step}", cache)})
+        rows.append({"step": step, "tokens": step * tokens, **score(path, f"curve-{step}", cache, args.long_proxy)})
     valid = [json.loads(x) for x in (out / CURVE_CANDIDATE / "metrics.jsonl").read_text().splitlines()
              if '"valid"' in x]
-    teacher = score(Path(resolve_model(PACKAGED_TEACHER)), "teacher", cache)
+    teacher = score(Path(resolve_model(PACKAGED_TEACHER)), "teacher", cache, args.long_proxy)
     report = {"command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]), "machine": conditions(),
               "candidate": CURVE_CANDIDATE, "batch_size": args.batch_size, "seed": args.seed, "rows": rows,
               "teacher": teacher, "heldout": [{"step": v["step"], "loss": v["loss"]} for v in valid],
               "train_time_s": summary["train_time_s"], "wall_s": round(time.perf_counter() - start, 1)}
-    write_curve(report)
+    write_curve(report, name="curve-long-proxy" if args.long_proxy else "curve")
 
 
-def write_curve(report: dict[str, Any], results: Path = RESULTS) -> None:
-    """``curve.json``, ``curve.md`` (score per step) and ``curve.png`` (scores vs tokens, log scale) in ``results``."""
+def write_curve(report: dict[str, Any], results: Path = RESULTS, name: str = "curve") -> None:
+    """``<name>.json``, ``.md`` (score per step) and ``.png`` (scores vs tokens, log scale) in ``results``; rows with
+    ``proxy_stsb_long`` add the longer proxy's column and line."""
     results.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(results / "curve.json", report)
+    atomic_write_json(results / f"{name}.json", report)
+    long = "proxy_stsb_long" in report["rows"][0]
+    proxies = [("proxy_stsb", "proxy STS-B")] + ([("proxy_stsb_long", f"proxy STS-B, {LONG_PROXY_EPOCHS} epochs")]
+                                                  if long else [])
     loss = {h["step"]: h["loss"] for h in report["heldout"]}
     t = report["teacher"]
     lines = ["# Quality vs distillation budget", "",
@@ -419,18 +432,22 @@ def write_curve(report: dict[str, Any], results: Path = RESULTS) -> None:
              f"then distilled along them) in one run of {report['rows'][-1]['step']} steps x {report['batch_size']} "
              f"blocks x 128 tokens, seed {report['seed']}, the student saved along the way; step 0 is the copied "
              "layers without distillation. Scores x100 as in the screen (zero-shot STS-B: Spearman on the 1,500 dev "
-             "pairs; proxy STS-B: 2,000 training pairs, one seed). The learning rate follows the long run's "
-             f"schedule. Teacher: zero-shot {t['zeroshot']:.1f}, proxy {t['proxy_stsb']:.1f}.", "",
+             "pairs; proxy STS-B: 2,000 training pairs, 2 epochs, one seed"
+             + (f"; the same for {LONG_PROXY_EPOCHS} epochs" if long else "") + "). The learning rate follows the "
+             f"long run's schedule. Teacher: zero-shot {t['zeroshot']:.1f}, "
+             + ", ".join(f"{label} {t[key]:.1f}" for key, label in proxies) + ".", "",
              f"Command: `{report['command']}`; distillation {report['train_time_s'] / 60:.0f} min; machine: "
              f"{report['machine']['cpu']}, load average at start {report['machine']['load_average']}.", "",
-             "| step | tokens | held-out loss | zero-shot STS-B | proxy STS-B |", "|---:|---:|---:|---:|---:|"]
+             "| step | tokens | held-out loss | zero-shot STS-B | " + " | ".join(label for _, label in proxies) + " |",
+             "|---:|---:|---:|---:|" + "---:|" * len(proxies)]
     for r in report["rows"]:
         held = f"{loss[r['step']]:.4f}" if r["step"] in loss else "-"
-        lines.append(f"| {r['step']} | {r['tokens']:,} | {held} | {r['zeroshot']:.1f} | {r['proxy_stsb']:.1f} |")
-    atomic_write_text(results / "curve.md", "\n".join(lines) + "\n")
+        lines.append(f"| {r['step']} | {r['tokens']:,} | {held} | {r['zeroshot']:.1f} | "
+                     + " | ".join(f"{r[key]:.1f}" for key, _ in proxies) + " |")
+    atomic_write_text(results / f"{name}.md", "\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     rows = [r for r in report["rows"] if r["tokens"]]
-    for key, label in (("zeroshot", "zero-shot STS-B"), ("proxy_stsb", "proxy STS-B")):
+    for key, label in (("zeroshot", "zero-shot STS-B"), *proxies):
         line = ax.plot([r["tokens"] for r in rows], [r[key] for r in rows], "o-", label=label)[0]
         ax.axhline(report["rows"][0][key], color=line.get_color(), linestyle=":", label=f"{label}, no distillation")
         ax.axhline(t[key], color=line.get_color(), linestyle="--", alpha=0.5, label=f"{label}, teacher")
@@ -439,7 +456,7 @@ def write_curve(report: dict[str, Any], results: Path = RESULTS) -> None:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(results / "curve.png")
+    fig.savefig(results / f"{name}.png")
     plt.close(fig)
 
 
@@ -454,6 +471,8 @@ def main() -> None:
                                              "screened models to fine-tune, in order (baselines and `teacher` by name)")
     p.add_argument("--curve-steps", type=int, nargs="+", default=list(CURVE_STEPS),
                    help="curve: the steps at which the student is saved and scored (the largest is the run's length)")
+    p.add_argument("--long-proxy", action="store_true",
+                   help=f"curve: also score the proxy at {LONG_PROXY_EPOCHS} epochs (writes results/curve-long-proxy.*)")
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     if args.phase == "curve":

@@ -34,7 +34,7 @@ def test_curve_report(tmp_path, benchmark_script):
     benchmark_script("quality").write_curve(report, tmp_path)
     md = (tmp_path / "curve.md").read_text()
     assert "| 0 | 0 | 0.1900 | 82.0 | 26.7 |" in md and "| 300 | 614,400 | 0.0700 | 83.9 | 35.5 |" in md
-    assert "one run of 300 steps x 16 blocks" in md and "Teacher: zero-shot 86.7, proxy 82.3" in md
+    assert "one run of 300 steps x 16 blocks" in md and "Teacher: zero-shot 86.7, proxy STS-B 82.3." in md
     assert (tmp_path / "curve.png").stat().st_size > 1000
 
 
@@ -55,3 +55,18 @@ def test_schedule_report(tmp_path, benchmark_script):
     assert "| full, 6 epochs | 86.3 ± 0.6 | 71.0 ± 1.0 | 79.0 ± 1.0 | 91.5% | +8.0 | 3/3 seeds, p = 0.015 |" in md
     assert (tmp_path / "schedule.png").stat().st_size > 1000
     assert (tmp_path / "schedule.json").is_file()
+
+
+def test_curve_report_with_long_proxy(tmp_path, benchmark_script):
+    report = {"command": "python benchmarks/quality/run.py --phase curve --long-proxy", "candidate": "c",
+              "machine": {"cpu": "x", "load_average": [0.1]}, "batch_size": 16, "seed": 42,
+              "rows": [{"step": 0, "tokens": 0, "zeroshot": 82.0, "proxy_stsb": 26.7, "proxy_stsb_long": 70.5},
+                       {"step": 150, "tokens": 307_200, "zeroshot": 83.3, "proxy_stsb": 32.0, "proxy_stsb_long": 78.4}],
+              "teacher": {"zeroshot": 86.7, "proxy_stsb": 82.3, "proxy_stsb_long": 90.2},
+              "heldout": [{"step": 0, "loss": 0.19}, {"step": 150, "loss": 0.081}], "train_time_s": 60.0}
+    benchmark_script("quality").write_curve(report, tmp_path, name="curve-long-proxy")
+    md = (tmp_path / "curve-long-proxy.md").read_text()
+    assert "| step | tokens | held-out loss | zero-shot STS-B | proxy STS-B | proxy STS-B, 6 epochs |" in md
+    assert "| 150 | 307,200 | 0.0810 | 83.3 | 32.0 | 78.4 |" in md
+    assert "proxy STS-B, 6 epochs 90.2." in md
+    assert (tmp_path / "curve-long-proxy.png").stat().st_size > 1000
