@@ -33,7 +33,10 @@ def test_cpu_fp32_metrics_are_unchanged(tmp_path, task_data, tiny_pair):
     got = metrics(tiny_pair[1], task_data, tmp_path / "cache")
     for task, values in golden.items():
         for k, v in values.items():
-            assert math.isclose(got[task][k], v, rel_tol=1e-5, abs_tol=1e-4), (task, k, got[task][k], v)
+            # 0.05 points: float kernels differ between CPU kinds (the golden values were recorded on an Intel Xeon;
+            # an AMD EPYC gives STS-B Pearson 52.682 vs 52.677 and every discrete metric identical), while a changed
+            # loop (batch order, seeding, head) moves these tiny-fixture metrics by whole points
+            assert math.isclose(got[task][k], v, abs_tol=0.05), (task, k, got[task][k], v)
 
 
 def test_bf16_autocast_trains_and_predicts_in_bf16(tiny_pair):
