@@ -270,15 +270,18 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
         print(f"[quality] finetune: {', '.join(finished)} done", flush=True)
 
 
+#: Epochs of the longer schedules (phase schedule, ``--long-proxy``): 2 or 3 leave 3-layer students under-trained.
+LONG_PROXY_EPOCHS = 6
+
 #: Phase "schedule": is the fine-tuning schedule, not the student, what holds the downstream score down? STS-B (the
 #: task with the largest teacher-student gap in phase 2) fine-tuned by the screen's proxy (2,000 pairs, 64 tokens,
 #: lr 1e-4) and by the default task recipe (all 5,749 pairs, 128 tokens, lr 5e-5, 3 seeds), each at its own epoch
 #: count and at 6 epochs. Label -> (which settings, overrides).
 SCHEDULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "proxy, 2 epochs (the screen's)": ("proxy", ()),
-    "proxy, 6 epochs": ("proxy", ("epochs=6",)),
+    f"proxy, {LONG_PROXY_EPOCHS} epochs": ("proxy", (f"epochs={LONG_PROXY_EPOCHS}",)),
     "full, 3 epochs (default)": ("full", ()),
-    "full, 6 epochs": ("full", ("stsb.epochs=6",)),
+    f"full, {LONG_PROXY_EPOCHS} epochs": ("full", (f"stsb.epochs={LONG_PROXY_EPOCHS}",)),
 }
 SCHEDULE_MODELS = ("teacher", "copy-1-3-6", "tinybert-top-probs")
 
@@ -297,6 +300,9 @@ def schedule(models: list[str], args: argparse.Namespace) -> None:
     """Phase "schedule": every model of ``models`` (teacher first, then the untrained baseline, then the student)
     fine-tuned on STS-B under each of :data:`SCHEDULES`; runs are cached with phase 2's, the report is rewritten
     after every schedule. Writes ``results/schedule.{json,md,png}``."""
+    if len(models) != 3:
+        raise SystemExit(f"--phase schedule compares three models (teacher, baseline, student), got {models}")
+    specs = [ModelSpec(name, model_path(name, args.out_dir)) for name in models]
     cache = ResultCache(FINETUNE_CACHE)
     data = [load_task("stsb", default_data_dir(), "tsv")]
     report: dict[str, Any] = {"command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]),
@@ -304,11 +310,10 @@ def schedule(models: list[str], args: argparse.Namespace) -> None:
     for label, (kind, overrides) in SCHEDULES.items():
         settings = proxy_settings(["stsb"], overrides) if kind == "proxy" else resolve_settings(["stsb"], list(overrides))
         row: dict[str, Any] = {"schedule": label, "settings": settings["stsb"].model_dump(), "scores": {}}
-        for name in models:
-            result = evaluate_model(ModelSpec(name, model_path(name, args.out_dir)), data, settings, cache,
-                                    progress=False)["stsb"]
-            row["scores"][name] = [r["metrics"]["score"] for r in result["runs"]]
-            row.setdefault("seconds", {})[name] = sum(r["train_seconds"] for r in result["runs"])
+        for spec in specs:
+            result = evaluate_model(spec, data, settings, cache, progress=False)["stsb"]
+            row["scores"][spec.label] = [r["metrics"]["score"] for r in result["runs"]]
+            row.setdefault("seconds", {})[spec.label] = sum(r["train_seconds"] for r in result["runs"])
         report["rows"].append(row)
         write_schedule(report)
         print(f"[quality] schedule {label}: {row['scores']}", flush=True)
@@ -360,10 +365,6 @@ def write_schedule(report: dict[str, Any], results: Path = RESULTS) -> None:
     fig.tight_layout()
     fig.savefig(results / "schedule.png")
     plt.close(fig)
-
-
-#: Epochs of the longer proxy (``--long-proxy``): the 2-epoch proxy leaves 3-layer students under-trained.
-LONG_PROXY_EPOCHS = 6
 
 
 #: Phase "curve": the shipped recipe's student distilled once for the longest budget, saved at these steps and
