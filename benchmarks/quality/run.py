@@ -17,8 +17,9 @@ seeds) is ``--phase finetune --only NAME ...``: it spans several sessions on 2 C
     python benchmarks/quality/run.py [--steps 150 --batch-size 16 --out-dir runs/quality] [--only NAME ...]
 
 Phase ``curve`` scores one long run of the shipped recipe at several budgets; phase ``schedule`` fine-tunes the
-teacher, the untrained baseline and the shipped student on STS-B under the proxy's and the default recipe's
-schedules at their own epoch counts and at 6 (was the student weak, or its fine-tuning too short?).
+teacher, the untrained baseline and the shipped student on one task (``--task``, STS-B by default) under the default
+recipe's schedule and at 6 epochs, and on STS-B also under the proxy's (was the student weak, or its fine-tuning too
+short?).
 
 Resumable: finished candidates are reused (same recipe), interrupted ones resume from their last checkpoint, scores
 come from the evaluation cache; results are rewritten after every candidate. Writes
@@ -273,17 +274,19 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
 #: Epochs of the longer schedules (phase schedule, ``--long-proxy``): 2 or 3 leave 3-layer students under-trained.
 LONG_PROXY_EPOCHS = 6
 
-#: Phase "schedule": is the fine-tuning schedule, not the student, what holds the downstream score down? STS-B (the
-#: task with the largest teacher-student gap in phase 2) fine-tuned by the screen's proxy (2,000 pairs, 64 tokens,
-#: lr 1e-4) and by the default task recipe (all 5,749 pairs, 128 tokens, lr 5e-5, 3 seeds), each at its own epoch
-#: count and at 6 epochs. Label -> (which settings, overrides).
+#: Phase "schedule": is the fine-tuning schedule, not the student, what holds the downstream score down? A task
+#: (STS-B by default: the largest teacher-student gap in phase 2) fine-tuned by the default task recipe (full train
+#: set, 3 seeds) at its own epoch count and at 6, and for STS-B also by the screen's proxy (2,000 pairs, 64 tokens,
+#: lr 1e-4, one seed) at 2 and 6 epochs. Label -> (which settings, overrides); ``{task}`` is the task's name.
 SCHEDULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "proxy, 2 epochs (the screen's)": ("proxy", ()),
     f"proxy, {LONG_PROXY_EPOCHS} epochs": ("proxy", (f"epochs={LONG_PROXY_EPOCHS}",)),
     "full, 3 epochs (default)": ("full", ()),
-    f"full, {LONG_PROXY_EPOCHS} epochs": ("full", (f"stsb.epochs={LONG_PROXY_EPOCHS}",)),
+    f"full, {LONG_PROXY_EPOCHS} epochs": ("full", (f"{{task}}.epochs={LONG_PROXY_EPOCHS}",)),
 }
 SCHEDULE_MODELS = ("teacher", "copy-1-3-6", "tinybert-top-probs")
+#: Tasks the schedule phase runs (the proxy rows exist for STS-B only).
+SCHEDULE_TASKS = ("stsb", "cola", "mrpc", "rte")
 
 
 def model_path(name: str, out_dir: Path) -> Path:
@@ -297,48 +300,66 @@ def model_path(name: str, out_dir: Path) -> Path:
 
 
 def schedule(models: list[str], args: argparse.Namespace) -> None:
-    """Phase "schedule": every model of ``models`` (teacher first, then the untrained baseline, then the student)
-    fine-tuned on STS-B under each of :data:`SCHEDULES`; runs are cached with phase 2's, the report is rewritten
-    after every schedule. Writes ``results/schedule.{json,md,png}``."""
+    """Phase "schedule": ``models`` (teacher, untrained baseline, student) fine-tuned on ``args.task`` under each of
+    :data:`SCHEDULES` that applies to it. The students run first, then the teacher (the slowest); every run is cached
+    with phase 2's, so an interrupted phase continues. Writes ``results/schedule[-TASK].{json,md,png}``."""
     if len(models) != 3:
         raise SystemExit(f"--phase schedule compares three models (teacher, baseline, student), got {models}")
+    task = args.task
     specs = [ModelSpec(name, model_path(name, args.out_dir)) for name in models]
     cache = ResultCache(FINETUNE_CACHE)
-    data = [load_task("stsb", default_data_dir(), "tsv")]
+    data = [load_task(task, default_data_dir(), "tsv")]
+    schedules = {label: (kind, tuple(o.format(task=task) for o in overrides))
+                 for label, (kind, overrides) in SCHEDULES.items() if kind == "full" or task == "stsb"}
+
+    def settings_for(kind: str, overrides: tuple[str, ...]) -> dict[str, Any]:
+        return proxy_settings([task], overrides) if kind == "proxy" else resolve_settings([task], list(overrides))
+
+    for spec in (*specs[1:], specs[0]):
+        for label, (kind, overrides) in schedules.items():
+            result = evaluate_model(spec, data, settings_for(kind, overrides), cache, progress=False)[task]
+            print(f"[quality] schedule {task} {label} {spec.label}: "
+                  f"{[round(r['metrics']['score'], 1) for r in result['runs']]}", flush=True)
     report: dict[str, Any] = {"command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]),
-                              "machine": conditions(), "models": models, "rows": []}
-    for label, (kind, overrides) in SCHEDULES.items():
-        settings = proxy_settings(["stsb"], overrides) if kind == "proxy" else resolve_settings(["stsb"], list(overrides))
-        row: dict[str, Any] = {"schedule": label, "settings": settings["stsb"].model_dump(), "scores": {}}
+                              "machine": conditions(), "task": task, "models": models, "rows": []}
+    for label, (kind, overrides) in schedules.items():  # every run is cached by now
+        settings = settings_for(kind, overrides)
+        row: dict[str, Any] = {"schedule": label, "settings": settings[task].model_dump(), "scores": {}}
         for spec in specs:
-            result = evaluate_model(spec, data, settings, cache, progress=False)["stsb"]
+            result = evaluate_model(spec, data, settings, cache, progress=False)[task]
             row["scores"][spec.label] = [r["metrics"]["score"] for r in result["runs"]]
             row.setdefault("seconds", {})[spec.label] = sum(r["train_seconds"] for r in result["runs"])
         report["rows"].append(row)
-        write_schedule(report)
-        print(f"[quality] schedule {label}: {row['scores']}", flush=True)
+    write_schedule(report)
 
 
 def write_schedule(report: dict[str, Any], results: Path = RESULTS) -> None:
-    """``schedule.{json,md,png}``: STS-B per model and fine-tuning schedule, the student's retention of the teacher
-    and its margin over the untrained baseline (paired by seed where there are several)."""
+    """``schedule.{json,md,png}`` (STS-B; ``schedule-TASK.*`` for another task): the score per model and fine-tuning
+    schedule, the student's retention of the teacher and its margin over the untrained baseline (paired by seed)."""
     from bertpress.evaluate.stats import paired_test
+    from bertpress.evaluate.tasks import TASKS
 
+    task = report.get("task", "stsb")
+    info = TASKS[task]
+    name = "schedule" if task == "stsb" else f"schedule-{task}"
     results.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(results / "schedule.json", report)
+    atomic_write_json(results / f"{name}.json", report)
     teacher, baseline, student = report["models"]
+    full = report["rows"][-1]["settings"]
 
     def cell(xs: list[float]) -> str:
         return f"{statistics.fmean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
 
+    proxy = ("Proxy: the screen's setting (2,000 training pairs, 64 tokens, lr 1e-4, batch 32, seed 0, first 500 dev "
+             "pairs). " if task == "stsb" else "")
     lines = [
-        "# Is it the student or the fine-tuning schedule? STS-B under four schedules", "",
+        f"# Is it the student or the fine-tuning schedule? {info.title} under {len(report['rows'])} schedules", "",
         f"`{student}` (the shipped `recipes/tinybert-3l.yaml` student, 307k distillation tokens), `{baseline}` (the "
-        f"same teacher layers copied, no distillation) and the {teacher} (all-MiniLM-L6-v2), fine-tuned on STS-B with "
-        "a [CLS] regression head. Proxy: the screen's setting (2,000 training pairs, 64 tokens, lr 1e-4, batch 32, "
-        "seed 0, first 500 dev pairs). Full: `bertpress evaluate`'s STS-B recipe (5,749 pairs, 128 tokens, lr 5e-5, "
-        "batch 32, seeds 1-3, all 1,500 dev pairs). Only the number of epochs changes within each. Score: mean of "
-        "Pearson and Spearman x100; mean ± sample std over seeds.", "",
+        f"same teacher layers copied, no distillation) and the {teacher} (all-MiniLM-L6-v2), fine-tuned on "
+        f"{info.title} with a [CLS] head. {proxy}Full: `bertpress evaluate`'s {info.title} recipe (whole train "
+        f"set, {full['max_length']} tokens, lr {full['lr']:g}, batch {full['batch_size']}, seeds "
+        f"{', '.join(str(x) for x in full['seeds'])}, whole dev set). Only the number of epochs changes within each. "
+        f"Score: {info.score_name} x100; mean ± sample std over seeds.", "",
         f"Command: `{report['command']}`; machine: {report['machine']['cpu']}, load average at start "
         f"{report['machine']['load_average']}.", "",
         f"| schedule | {teacher} | {baseline} | {student} | retention | margin over {baseline} | paired test |",
@@ -352,7 +373,7 @@ def write_schedule(report: dict[str, Any], results: Path = RESULTS) -> None:
             test = f"{p['wins']}/{p['n']} seeds, p = {p['p_value']:.3f}"
         lines.append(f"| {r['schedule']} | {cell(s[teacher])} | {cell(s[baseline])} | {cell(s[student])} | "
                      f"{100 * x / t:.1f}% | {x - b:+.1f} | {test} |")
-    atomic_write_text(results / "schedule.md", "\n".join(lines) + "\n")
+    atomic_write_text(results / f"{name}.md", "\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     labels = [r["schedule"] for r in report["rows"]]
     for i, m in enumerate((teacher, baseline, student)):
@@ -360,10 +381,10 @@ def write_schedule(report: dict[str, Any], results: Path = RESULTS) -> None:
         errs = [statistics.stdev(r["scores"][m]) if len(r["scores"][m]) > 1 else 0 for r in report["rows"]]
         ax.bar([j + (i - 1) * 0.27 for j in range(len(labels))], means, 0.27, yerr=errs, label=m, capsize=3)
     ax.set_xticks(range(len(labels)), labels, fontsize=7)
-    ax.set(ylabel="STS-B dev (x100)", title="STS-B by fine-tuning schedule")
+    ax.set(ylabel=f"{info.title} dev (x100)", title=f"{info.title} by fine-tuning schedule")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(results / "schedule.png")
+    fig.savefig(results / f"{name}.png")
     plt.close(fig)
 
 
@@ -472,6 +493,7 @@ def main() -> None:
                                              "screened models to fine-tune, in order (baselines and `teacher` by name)")
     p.add_argument("--curve-steps", type=int, nargs="+", default=list(CURVE_STEPS),
                    help="curve: the steps at which the student is saved and scored (the largest is the run's length)")
+    p.add_argument("--task", choices=SCHEDULE_TASKS, default="stsb", help="schedule: the task fine-tuned")
     p.add_argument("--long-proxy", action="store_true",
                    help=f"curve: also score the proxy at {LONG_PROXY_EPOCHS} epochs (writes results/curve-long-proxy.*)")
     args = p.parse_args()

@@ -38,23 +38,42 @@ def test_curve_report(tmp_path, benchmark_script):
     assert (tmp_path / "curve.png").stat().st_size > 1000
 
 
+FULL = {"max_length": 128, "lr": 5e-5, "batch_size": 32, "seeds": [1, 2, 3], "epochs": 6.0}
+
+
 def test_schedule_report(tmp_path, benchmark_script):
     report = {"command": "python benchmarks/quality/run.py --phase schedule", "machine": {"cpu": "x",
                                                                                          "load_average": [0.1]},
               "models": ["teacher", "copy", "student"],
               "rows": [{"schedule": "proxy, 2 epochs", "scores": {"teacher": [82.0], "copy": [27.0],
                                                                    "student": [32.0]}},
-                       {"schedule": "full, 6 epochs", "scores": {"teacher": [86.0, 86.0, 87.0],
-                                                                 "copy": [70.0, 72.0, 71.0],
-                                                                 "student": [79.0, 78.0, 80.0]}}]}
+                       {"schedule": "full, 6 epochs", "settings": FULL,
+                        "scores": {"teacher": [86.0, 86.0, 87.0], "copy": [70.0, 72.0, 71.0],
+                                   "student": [79.0, 78.0, 80.0]}}]}
     benchmark_script("quality").write_schedule(report, tmp_path)
     md = (tmp_path / "schedule.md").read_text()
+    assert "STS-B under 2 schedules" in md and "128 tokens, lr 5e-05, batch 32, seeds 1, 2, 3" in md
     # retention = 32 / 82; one seed: no paired test
     assert "| proxy, 2 epochs | 82.0 | 27.0 | 32.0 | 39.0% | +5.0 | - |" in md
     # three seeds: mean ± sample std, margin 79.0 - 71.0, every seed a win, paired t-test over the differences (9, 6, 9)
     assert "| full, 6 epochs | 86.3 ± 0.6 | 71.0 ± 1.0 | 79.0 ± 1.0 | 91.5% | +8.0 | 3/3 seeds, p = 0.015 |" in md
     assert (tmp_path / "schedule.png").stat().st_size > 1000
     assert (tmp_path / "schedule.json").is_file()
+
+
+def test_schedule_report_other_task(tmp_path, benchmark_script):
+    """Another task writes ``schedule-TASK.*`` (the STS-B report stays) and names the task and its metric."""
+    report = {"command": "python benchmarks/quality/run.py --phase schedule --task cola", "task": "cola",
+              "machine": {"cpu": "x", "load_average": [0.1]}, "models": ["teacher", "copy", "student"],
+              "rows": [{"schedule": "full, 3 epochs (default)", "settings": {**FULL, "epochs": 3.0},
+                        "scores": {"teacher": [40.0, 42.0, 41.0], "copy": [10.0, 12.0, 8.0],
+                                   "student": [10.0, 11.0, 9.0]}}]}
+    benchmark_script("quality").write_schedule(report, tmp_path)
+    md = (tmp_path / "schedule-cola.md").read_text()
+    assert "CoLA under 1 schedules" in md and "Score: Matthews corr. x100" in md
+    # retention 10 / 41; margin 0; differences (0, -1, 1): one win out of three
+    assert "| full, 3 epochs (default) | 41.0 ± 1.0 | 10.0 ± 2.0 | 10.0 ± 1.0 | 24.4% | +0.0 | 1/3 seeds" in md
+    assert not (tmp_path / "schedule.md").exists() and (tmp_path / "schedule-cola.png").is_file()
 
 
 def test_curve_report_with_long_proxy(tmp_path, benchmark_script):
