@@ -17,7 +17,7 @@ seeds) is ``--phase finetune --only NAME ...``: it spans several sessions on 2 C
     python benchmarks/quality/run.py [--steps 150 --batch-size 16 --out-dir runs/quality] [--only NAME ...]
 
 Phase ``curve`` scores one long run of the shipped recipe at several budgets; phase ``schedule`` fine-tunes the
-teacher, the untrained baseline and the shipped student on one task (``--task``, STS-B by default) under the default
+teacher, the untrained baseline and the shipped student on some tasks (``--task``, STS-B by default) under the default
 recipe's schedule and at 6 epochs, and on STS-B also under the proxy's (was the student weak, or its fine-tuning too
 short?).
 
@@ -300,37 +300,43 @@ def model_path(name: str, out_dir: Path) -> Path:
 
 
 def schedule(models: list[str], args: argparse.Namespace) -> None:
-    """Phase "schedule": ``models`` (teacher, untrained baseline, student) fine-tuned on ``args.task`` under each of
-    :data:`SCHEDULES` that applies to it. The students run first, then the teacher (the slowest); every run is cached
-    with phase 2's, so an interrupted phase continues. Writes ``results/schedule[-TASK].{json,md,png}``."""
+    """Phase "schedule": ``models`` (teacher, untrained baseline, student) fine-tuned on each of ``args.task`` under
+    each of :data:`SCHEDULES` that applies to it. The students run first on every task, then the teacher (the
+    slowest); every run is cached with phase 2's, so an interrupted phase continues. Writes
+    ``results/schedule[-TASK].{json,md,png}`` per task."""
     if len(models) != 3:
         raise SystemExit(f"--phase schedule compares three models (teacher, baseline, student), got {models}")
-    task = args.task
     specs = [ModelSpec(name, model_path(name, args.out_dir)) for name in models]
     cache = ResultCache(FINETUNE_CACHE)
-    data = [load_task(task, default_data_dir(), "tsv")]
-    schedules = {label: (kind, tuple(o.format(task=task) for o in overrides))
-                 for label, (kind, overrides) in SCHEDULES.items() if kind == "full" or task == "stsb"}
+    data = {task: [load_task(task, default_data_dir(), "tsv")] for task in args.task}
 
-    def settings_for(kind: str, overrides: tuple[str, ...]) -> dict[str, Any]:
-        return proxy_settings([task], overrides) if kind == "proxy" else resolve_settings([task], list(overrides))
+    def schedules(task: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        out = {}
+        for label, (kind, overrides) in SCHEDULES.items():
+            sets = [o.format(task=task) for o in overrides]
+            if kind == "proxy" and task == "stsb":
+                out[label] = (kind, proxy_settings([task], sets))
+            elif kind == "full":
+                out[label] = (kind, resolve_settings([task], sets))
+        return out
 
     for spec in (*specs[1:], specs[0]):
-        for label, (kind, overrides) in schedules.items():
-            result = evaluate_model(spec, data, settings_for(kind, overrides), cache, progress=False)[task]
-            print(f"[quality] schedule {task} {label} {spec.label}: "
-                  f"{[round(r['metrics']['score'], 1) for r in result['runs']]}", flush=True)
-    report: dict[str, Any] = {"command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]),
-                              "machine": conditions(), "task": task, "models": models, "rows": []}
-    for label, (kind, overrides) in schedules.items():  # every run is cached by now
-        settings = settings_for(kind, overrides)
-        row: dict[str, Any] = {"schedule": label, "settings": settings[task].model_dump(), "scores": {}}
-        for spec in specs:
-            result = evaluate_model(spec, data, settings, cache, progress=False)[task]
-            row["scores"][spec.label] = [r["metrics"]["score"] for r in result["runs"]]
-            row.setdefault("seconds", {})[spec.label] = sum(r["train_seconds"] for r in result["runs"])
-        report["rows"].append(row)
-    write_schedule(report)
+        for task in args.task:
+            for label, (_, settings) in schedules(task).items():
+                result = evaluate_model(spec, data[task], settings, cache, progress=False)[task]
+                print(f"[quality] schedule {task} {label} {spec.label}: "
+                      f"{[round(r['metrics']['score'], 1) for r in result['runs']]}", flush=True)
+    for task in args.task:  # every run is cached by now
+        report: dict[str, Any] = {"command": shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]]),
+                                  "machine": conditions(), "task": task, "models": models, "rows": []}
+        for label, (_, settings) in schedules(task).items():
+            row: dict[str, Any] = {"schedule": label, "settings": settings[task].model_dump(), "scores": {}}
+            for spec in specs:
+                result = evaluate_model(spec, data[task], settings, cache, progress=False)[task]
+                row["scores"][spec.label] = [r["metrics"]["score"] for r in result["runs"]]
+                row.setdefault("seconds", {})[spec.label] = sum(r["train_seconds"] for r in result["runs"])
+            report["rows"].append(row)
+        write_schedule(report)
 
 
 def write_schedule(report: dict[str, Any], results: Path = RESULTS) -> None:
@@ -493,7 +499,8 @@ def main() -> None:
                                              "screened models to fine-tune, in order (baselines and `teacher` by name)")
     p.add_argument("--curve-steps", type=int, nargs="+", default=list(CURVE_STEPS),
                    help="curve: the steps at which the student is saved and scored (the largest is the run's length)")
-    p.add_argument("--task", choices=SCHEDULE_TASKS, default="stsb", help="schedule: the task fine-tuned")
+    p.add_argument("--task", choices=SCHEDULE_TASKS, nargs="+", default=["stsb"],
+                   help="schedule: the tasks fine-tuned")
     p.add_argument("--long-proxy", action="store_true",
                    help=f"curve: also score the proxy at {LONG_PROXY_EPOCHS} epochs (writes results/curve-long-proxy.*)")
     args = p.parse_args()
