@@ -72,11 +72,7 @@ class SupernetObjective(Objective):
 
 
 def _detached(feats: Features) -> Features:
-    def d(x: dict[int, Tensor]) -> dict[int, Tensor]:
-        return {k: v.detach() for k, v in x.items()}
-
-    return Features(d(feats.hidden), d(feats.query), d(feats.key), d(feats.value),
-                    None if feats.logits is None else feats.logits.detach())
+    return feats.apply(Tensor.detach)
 
 
 class _Slice:
@@ -161,8 +157,8 @@ class SupernetModule(nn.Module):
             if teaching:  # also what every sub-network's objective reads of its teacher
                 request = request | objective.requests()[0]
             parts = anatomy(self.supernet.shell(arch))
-            self._taps[key] = FeatureTap(parts, request, runner=_Slice(self.supernet, arch, parts.model
-                                                                       if request.logits else parts.base))
+            self._taps[key] = FeatureTap(parts, request, kernel=True, runner=_Slice(
+                self.supernet, arch, parts.model if request.logits else parts.base))
         return self._taps[key]
 
     def block_losses(self, arch: Arch, batch: dict[str, Any], teacher: Features) -> Tensor:

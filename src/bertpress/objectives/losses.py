@@ -6,13 +6,13 @@ token) and every mean runs over real tokens only; relation/attention logits are 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bertpress.models.attention import head_scores
 from bertpress.registry import Registry
 
 LOSSES: Registry[Callable[..., Tensor]] = Registry("loss")
@@ -92,11 +92,7 @@ def relation_logits(a: Tensor, b: Tensor, num_heads: int) -> Tensor:
     ``a, b: [batch, seq, D]`` → ``[batch, heads, seq, seq]`` with ``R_h = A_h B_hᵀ / √(D/heads)``. With
     ``a = Q``, ``b = K`` and ``heads`` = the model's head count this is exactly the pre-softmax attention score.
     """
-    bsz, seq, dim = a.shape
-    d = dim // num_heads
-    a = a.view(bsz, seq, num_heads, d).transpose(1, 2)
-    b = b.view(bsz, b.shape[1], num_heads, d).transpose(1, 2)
-    return torch.matmul(a, b.transpose(-1, -2)) / math.sqrt(d)
+    return head_scores(a, b, num_heads)
 
 
 def _pair_mask(mask: Tensor | None, ref: Tensor) -> Tensor:

@@ -2,7 +2,8 @@
 
 A match is ``(student feature, teacher feature, loss name, weight, projection)`` (TextBrewer's ``IntermediateMatch``
 as data). Features are named ``hidden:N`` (hidden state N; 0 = embedding output), ``attention_scores:N`` /
-``attention_probs:N`` (layer N's pre-softmax scores / softmax probabilities, from the captured Q and K),
+``attention_probs:N`` (layer N's pre-softmax scores / softmax probabilities: from its attention kernel when the
+relation heads are the model's own, see :mod:`bertpress.models.features`, else from the captured Q and K),
 ``relation_qk:N``, ``relation_vv:N``, ``relation_qq:N``, ``relation_kk:N`` (MiniLM's relation logits of layer N),
 ``logits`` (MLM logits) and, on the teacher side only, ``labels`` (the masked-LM labels of the batch). Loss names
 are resolved in :data:`~bertpress.objectives.losses.LOSSES`. Matches with the same ``term`` are summed into one
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import Tensor
 
 from bertpress.errors import BertpressError
+from bertpress.models.attention import masked_probs
 from bertpress.models.features import FeatureRequest, Features
 from bertpress.objectives.base import (
     OBJECTIVES,
@@ -40,6 +42,8 @@ _FEATURE = re.compile(r"^(hidden|attention_scores|attention_probs|relation_qk|re
 #: attention/relation feature -> the two captured projections it is computed from
 _PAIRS = {"attention_scores": ("query", "key"), "attention_probs": ("query", "key"), "relation_qk": ("query", "key"),
           "relation_vv": ("value", "value"), "relation_qq": ("query", "query"), "relation_kk": ("key", "key")}
+#: the layer's own attention matrix (all its heads) -> the Features field the tap fills
+_ATTENTION = {"attention_scores": "scores", "attention_probs": "probs"}
 FEATURE_HELP = ("hidden:N, attention_scores:N, attention_probs:N, relation_qk:N, relation_vv:N, relation_qq:N, "
                 "relation_kk:N, logits, or (teacher only) labels")
 
@@ -74,20 +78,21 @@ class Feature:
 def extract(feats: Features, feature: Feature, heads: int, mask: Tensor | None,
             batch: dict[str, Tensor]) -> Tensor:
     """The tensor of ``feature`` from captured ``feats`` (relation logits over ``heads`` heads; masked softmax for
-    ``attention_probs``, exactly HF's eager ``attentions`` when ``heads`` is the model's head count)."""
+    ``attention_probs``, exactly HF's eager ``attentions`` when ``heads`` is the model's head count, in which case
+    the tap captured them whole)."""
     if feature.kind == "hidden":
         return feats.hidden[feature.layer]
     if feature.kind == "logits":
         return feats.logits
     if feature.kind == "labels":
         return batch["labels"]
+    if feature.kind in _ATTENTION:
+        captured = getattr(feats, _ATTENTION[feature.kind]).get(feature.layer)
+        if captured is not None and captured.shape[1] == heads:
+            return captured
     a, b = _PAIRS[feature.kind]
     scores = relation_logits(getattr(feats, a)[feature.layer], getattr(feats, b)[feature.layer], heads)
-    if feature.kind != "attention_probs":
-        return scores
-    if mask is not None:
-        scores = scores.masked_fill(~mask.bool()[:, None, None, :], torch.finfo(scores.dtype).min)
-    return scores.softmax(-1)
+    return masked_probs(scores, mask) if feature.kind == "attention_probs" else scores
 
 
 @dataclass(frozen=True)
@@ -116,12 +121,17 @@ class Match:
         return out
 
 
-def _request(features: list[Feature]) -> FeatureRequest:
-    sets: dict[str, set[int]] = {"hidden": set(), "query": set(), "key": set(), "value": set()}
+def _request(features: list[tuple[Feature, int]], model_heads: int) -> FeatureRequest:
+    """What to capture for ``(feature, relation heads)`` pairs of a model with ``model_heads`` heads: a layer's
+    attention over its own heads whole (from the kernel), other relations from the projections."""
+    sets: dict[str, set[int]] = {"hidden": set(), "query": set(), "key": set(), "value": set(), "scores": set(),
+                                 "probs": set()}
     logits = False
-    for f in features:
+    for f, heads in features:
         if f.kind == "hidden":
             sets["hidden"].add(f.layer)
+        elif f.kind in _ATTENTION and heads == model_heads:
+            sets[_ATTENTION[f.kind]].add(f.layer)
         elif f.relational:
             for p in _PAIRS[f.kind]:
                 sets[p].add(f.layer)
@@ -143,6 +153,7 @@ class MatchObjective(Objective):
         super().__init__(weights)
         self.matches = [m for m in matches if m.weight]
         self._check_layers(ctx)
+        self._heads = (ctx.teacher_config.num_attention_heads, ctx.student_config.num_attention_heads)
         projected = any(m.project for m in self.matches)
         self.proj = (projection(ctx.student_config.hidden_size, ctx.teacher_config.hidden_size) if projected
                      else torch.nn.Identity())
@@ -166,7 +177,8 @@ class MatchObjective(Objective):
                                          f"layers, not {f.layer}: name a layer within range")
 
     def requests(self) -> tuple[FeatureRequest, FeatureRequest]:
-        return _request([m.teacher for m in self.matches]), _request([m.student for m in self.matches])
+        return (_request([(m.teacher, m.heads) for m in self.matches], self._heads[0]),
+                _request([(m.student, m.heads) for m in self.matches], self._heads[1]))
 
     def terms(self, student: Features, teacher: Features, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch.get("attention_mask")

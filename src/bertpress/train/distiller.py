@@ -77,7 +77,7 @@ class DistillModule(nn.Module):
         if self._tap is not None:
             self._tap.close()
         self.active = index
-        self._tap = FeatureTap(self.parts, self.objectives[index].requests()[1])
+        self._tap = FeatureTap(self.parts, self.objectives[index].requests()[1], kernel=True)
 
     def forward(self, batch: dict[str, Tensor], teacher_feats) -> tuple[Tensor, dict[str, Tensor]]:
         feats = self._tap(**Distiller._inputs(batch))
