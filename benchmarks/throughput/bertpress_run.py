@@ -4,7 +4,9 @@ JSON result.
 Ablation switches (applied by the benchmark's callback when the run starts; the library is not changed): ``--set``
 recipe overrides (e.g. ``train.num_workers=0``), ``--no-dropout``, ``--eager-attention`` (teacher and student on HF's
 eager attention instead of SDPA, i.e. every layer materialises its attention probabilities as ``output_attentions``
-requires), ``--no-truncate`` (the teacher runs all its layers even when the mapping stops earlier).
+requires; the objective recomputes them from Q and K), ``--recompute-attention`` (the student's mapped layers on SDPA
+and their attention probabilities recomputed from the captured Q and K, as before the kernel handed them over),
+``--no-truncate`` (the teacher runs all its layers even when the mapping stops earlier).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from common import StepClock, base_parser, finish, recipe
 from torch import nn
 
+from bertpress.models import attention
 from bertpress.models.features import FeatureTap
 from bertpress.train.callbacks import Callback
 from bertpress.train.distiller import Distiller
@@ -49,7 +52,10 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     p.add_argument("--eager-attention", action="store_true")
     p.add_argument("--no-truncate", action="store_true")
+    p.add_argument("--recompute-attention", action="store_true")
     args = p.parse_args()
+    if args.recompute_attention or args.eager_attention:  # no model type takes its matrices from the kernel
+        attention.CAPTURE_TYPES = frozenset()
     max_steps = args.warmup + args.steps
     clock = StepClock(sample_after=args.warmup)
     timed = Timed(clock, dropout=not args.no_dropout, eager=args.eager_attention, truncate=not args.no_truncate)
@@ -59,6 +65,7 @@ def main() -> None:
     train = [r for r in rows if r["split"] == "train"]
     finish(args.out, {"system": "bertpress", "losses": [r["loss"] for r in train], "dropout": not args.no_dropout,
                       "overrides": args.set, "eager_attention": args.eager_attention,
+                      "recompute_attention": args.recompute_attention,
                       "truncate": not args.no_truncate, "frozen": result.summary["frozen"],
                       "mapping": result.summary["mapping"]},
            clock, args.warmup, args.steps)

@@ -89,9 +89,11 @@ def _profile(cmp: dict[str, Any]) -> list[str]:
                  + " |")
     lines += ["", "Phases come from hooks (forward pre/post hooks on both models, a wrapped `Tensor.backward`, an "
               "optimizer step post-hook), so the loops run unmodified. *Loss* is everything between the end of the "
-              "student forward and the start of backward: for bertpress that includes recomputing the attention "
-              "probabilities of the mapped layers from the captured Q/K (teacher and student), which the other two "
-              "get from the forward pass (`output_attentions`).", ""]
+              "student forward and the start of backward. bertpress's student hands the attention probabilities of its "
+              "mapped layers over from its forward (one eager attention in those layers, SDPA elsewhere); the "
+              "teacher's are recomputed from its captured Q/K right after its forward, which counts in *data & "
+              "other* (results recorded before the hand-over counted the student's recompute in *loss*). The other "
+              "two get both from the forward pass (`output_attentions`).", ""]
     return lines
 
 

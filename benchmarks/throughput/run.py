@@ -40,6 +40,8 @@ ENTRIES: dict[str, tuple[str, list[str]]] = {
 ABLATIONS: list[tuple[str, str, list[str]]] = [
     ("default", "bertpress defaults (all optimisations on, fp32, 1 prefetch worker)", []),
     ("no_inference_mode", "teacher under no_grad instead of inference_mode", ["--set", "train.teacher_inference_mode=false"]),
+    ("recompute_attention", "mapped student layers on SDPA, attention recomputed from Q/K (no kernel hand-over)",
+     ["--recompute-attention"]),
     ("eager_attention", "eager attention in every layer (no SDPA; what output_attentions needs)", ["--eager-attention"]),
     ("no_prefetch", "no dataloader worker (num_workers=0)", ["--set", "train.num_workers=0"]),
     ("freeze_embeddings", "freeze_embeddings=true (no optimizer update of the 30522 x 384 matrix)",
