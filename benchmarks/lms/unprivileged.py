@@ -16,7 +16,8 @@ resumable (finished work is reused) and journaled with its wall time and the loa
 
     python benchmarks/lms/unprivileged.py all --work /work/runs/lms-4x256
 
-On 2 CPU cores the phases take about 10, 35, 20 and 160 minutes. Every finished fine-tuning run is cached in
+On 2 CPU cores the phases take about 10, 35, 20 and 160 minutes (the last at 3 epochs everywhere; STS-B and
+CoLA now fine-tune 6 by default, which adds about an hour). Every finished fine-tuning run is cached in
 ``results/unprivileged-runs/eval-cache`` (in the repository), keyed by the student's weights: a later session
 continues where this one stopped when it rebuilds the same students, i.e. on the same kind of CPU (the final
 distillation is deterministic there; another CPU rounds differently and the evaluation starts again).

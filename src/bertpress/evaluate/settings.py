@@ -3,7 +3,8 @@
 The defaults follow the BERT / Hugging Face reference recipes (AdamW with weight decay 0.01, linear decay after 10%
 warmup, batch 32, 3 epochs, 128 tokens; SQuAD 2 epochs of 384-token windows with stride 128), at the top of BERT's
 learning-rate range (5e-5, which suits small encoders; 2e-5 for WNLI), with three seeds wherever a task has fewer
-than 10k training examples.
+than 10k training examples. STS-B and CoLA train 6 epochs: at 3, small students are under-trained there, and the
+teacher gains too (``benchmarks/quality/results/schedule*.md``); MRPC did not gain, RTE is not measured.
 """
 
 from __future__ import annotations
@@ -77,12 +78,15 @@ class EmbeddingSettings(BaseModel):
 
 
 _SMALL = {"seeds": [1, 2, 3]}
+#: Measured by the quality benchmark's schedule phase (3 seeds; at 3 -> 6 epochs): STS-B teacher 84.7 -> 86.0, 3-layer
+#: student 66.8 -> 77.4, copied layers 42.7 -> 72.8; CoLA 27.2 -> 29.4, 9.8 -> 19.9, 10.0 -> 20.4.
+_LONGER = {**_SMALL, "epochs": 6.0}
 DEFAULTS: dict[str, FinetuneSettings | EmbeddingSettings] = {
-    "cola": FinetuneSettings(**_SMALL),
+    "cola": FinetuneSettings(**_LONGER),
     "sst2": FinetuneSettings(),
     "mrpc": FinetuneSettings(**_SMALL),
     "qqp": FinetuneSettings(),
-    "stsb": FinetuneSettings(**_SMALL),
+    "stsb": FinetuneSettings(**_LONGER),
     "mnli": FinetuneSettings(),
     "qnli": FinetuneSettings(),
     "rte": FinetuneSettings(**_SMALL),
