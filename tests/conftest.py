@@ -19,6 +19,16 @@ from task_fixtures import write_task_data  # noqa: E402
 from tiny_models import save_tiny_teacher, tiny_text  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _fp32_by_default(monkeypatch):
+    """``train.mixed_precision: auto`` (the default) resolves to fp32 in every in-process test, whatever the CPU: the
+    numbers tests pin are fp32's. Tests of ``auto`` itself patch the hardware probe they need; subprocess runs get
+    the machine's real choice."""
+    from bertpress.train import precision
+
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda *args, **kwargs: [])
+
+
 def shared_data_dir() -> Path:
     """``$BERTPRESS_DATA`` or ``../shared/data`` beside the repository."""
     env = os.environ.get("BERTPRESS_DATA")

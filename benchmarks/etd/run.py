@@ -79,7 +79,8 @@ def make_recipe(shape: str, init: str, args: argparse.Namespace) -> dict[str, An
         "objective": {"name": "tinybert", "embedding": 1.0, "hidden": 1.0, "attention": 1.0},
         "mapping": {"strategy": "uniform"},
         "train": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup_ratio": 0.06,
-                  "eval_every": max(1, args.steps // 20), "save_every": max(1, args.steps // 5), "log_every": 5},
+                  "eval_every": max(1, args.steps // 20), "save_every": max(1, args.steps // 5), "log_every": 5,
+                  "mixed_precision": "no"},  # fp32, as the committed results were measured
     }).to_dict()
 
 

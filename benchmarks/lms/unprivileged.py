@@ -138,7 +138,8 @@ def final_recipes(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     for mapping in dict.fromkeys(tuple(m) for m in arms_of(args).values()):
         train = {**base["train"], "max_steps": args.final_steps, "batch_size": args.final_batch_size,
-                 "eval_every": max(1, args.final_steps // 4), "save_every": max(1, args.final_steps // 4)}
+                 "eval_every": max(1, args.final_steps // 4), "save_every": max(1, args.final_steps // 4),
+                 "mixed_precision": "no"}  # fp32, as the search's proxies ran
         out.append({**base, "name": f"lms-final-{'-'.join(map(str, mapping))}",
                     "output_dir": str(_arm_dir(args, list(mapping))), "train": train,
                     "data": {**base["data"], "sources": [str(lms.REPO / s) for s in base["data"]["sources"]]},

@@ -13,6 +13,7 @@ dev pairs, the teacher's mean pooling, no training) and the proxy STS-B fine-tun
 epochs, 64 tokens, lr 1e-4, [CLS] regression head, 500 dev pairs, one seed) that exposes weights which embed well but
 fine-tune badly. Phase 2 (full fine-tuning of the best 2-3 and the best baseline on RTE/MRPC/STS-B/CoLA/SST-2 with 3
 seeds) is ``--phase finetune --only NAME ...``: it spans several sessions on 2 CPU cores (see :func:`finetune`).
+A phase 2 name ``recipe-NAME`` is ``recipes/NAME.yaml`` as shipped, at its own budget, distilled first.
 
     python benchmarks/quality/run.py [--steps 150 --batch-size 16 --out-dir runs/quality] [--only NAME ...]
 
@@ -130,7 +131,7 @@ def make_recipe(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "mapping": {"strategy": "explicit", "layers": change["mapping"]} if "mapping" in change else {"strategy": "uniform"},
         "train": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": change.get("lr", 2e-4),
                   "warmup_ratio": 0.06, "eval_every": max(1, args.steps // 5), "save_every": max(1, args.steps // 3),
-                  "log_every": 5},
+                  "log_every": 5, "mixed_precision": "no"},  # fp32, as every screened candidate was distilled
     }
     return recipe_from_dict(recipe).to_dict()
 
@@ -289,10 +290,32 @@ SCHEDULE_MODELS = ("teacher", "copy-1-3-6", "tinybert-top-probs")
 SCHEDULE_TASKS = ("stsb", "cola", "mrpc", "rte")
 
 
+#: Phase 2 model names ``recipe-NAME``: ``recipes/NAME.yaml`` as shipped, at its own budget (distilled on demand).
+RECIPE_PREFIX = "recipe-"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def shipped_recipe(name: str, out_dir: Path) -> dict[str, Any]:
+    """``recipes/NAME.yaml`` unchanged but for where it writes (``out_dir/recipe-NAME``) and its corpus paths
+    (``../shared/data/...`` read from the data directory setting)."""
+    path = RECIPES / f"{name}.yaml"
+    if not path.is_file():
+        raise SystemExit(f"{path} does not exist: name a recipe in {RECIPES} after {RECIPE_PREFIX!r}")
+    recipe = yaml.safe_load(path.read_text())
+    shared = "../shared/data/"
+    recipe["data"]["sources"] = [str(default_data_dir() / s[len(shared):]) if s.startswith(shared) else s
+                                 for s in recipe["data"]["sources"]]
+    recipe["output_dir"] = str(out_dir / f"{RECIPE_PREFIX}{name}")
+    return recipe_from_dict(recipe).to_dict()
+
+
 def model_path(name: str, out_dir: Path) -> Path:
-    """The directory of a screened model (``teacher``, a baseline built on demand, or a distilled candidate)."""
+    """The directory of a screened model (``teacher``, a baseline built on demand, a distilled candidate, or a shipped
+    recipe's student, ``recipe-NAME``, distilled on demand: resumable, reused once finished)."""
     if name == "teacher":
         return Path(resolve_model(PACKAGED_TEACHER))
+    if name.startswith(RECIPE_PREFIX):
+        run_distillation(shipped_recipe(name[len(RECIPE_PREFIX):], out_dir))
     path = make_baseline(name, out_dir) if name in BASELINES else Path(resolve_model(str(out_dir / name)))
     if not (path / "config.json").is_file():
         raise SystemExit(f"{path} has no model: run the screen for {name!r} first")

@@ -68,7 +68,8 @@ def recipe(output_dir: Path, max_steps: int) -> dict[str, Any]:
         "mapping": {"strategy": "uniform"},
         "train": {"max_steps": max_steps, "batch_size": BATCH_SIZE, "lr": LR, "warmup_ratio": WARMUP_RATIO,
                   "weight_decay": WEIGHT_DECAY, "max_grad_norm": MAX_GRAD_NORM, "log_every": 1,
-                  "eval_every": 0, "eval_batches": 1, "save_every": 0},
+                  "eval_every": 0, "eval_batches": 1, "save_every": 0,
+                  "mixed_precision": "no"},  # the fp32 path the reference loops compute; bf16 is a row of its own
     }
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-TARGETS = {"textbrewer": 1.5, "plain": 1.2}
+#: Issue 14's speed goals with the default settings (the same work: dropout on).
+TARGETS = {"textbrewer": 2.0, "plain": 1.5}
 PHASES = ("teacher_forward", "student_forward", "loss", "backward", "optimizer", "data_and_other")
 PHASE_LABELS = {"teacher_forward": "teacher forward", "student_forward": "student forward",
                 "loss": "loss (after the student forward)", "backward": "backward",
                 "optimizer": "optimizer (clip + AdamW)", "data_and_other": "data & other"}
-NAMES = {"bertpress": "bertpress (fp32)", "bertpress_bf16": "bertpress, bf16 autocast", "textbrewer": "TextBrewer `GeneralDistiller`", "plain": "plain PyTorch loop"}
+NAMES = {"bertpress": "bertpress (fp32)", "bertpress_bf16": "bertpress, bf16 autocast (the default `auto` on a CPU with native bf16)", "textbrewer": "TextBrewer `GeneralDistiller`", "plain": "plain PyTorch loop"}
 
 
 def _range(s: dict[str, float], fmt: str = ",.0f") -> str:

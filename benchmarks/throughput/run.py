@@ -27,8 +27,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ("bertpress", "textbrewer", "plain")
-#: The comparison's rows: name -> (runner, arguments). ``bertpress_bf16`` is bertpress with its bf16 autocast option:
-#: faster on CPUs with AVX512-BF16, but not the same numerics (TextBrewer has no CPU mixed precision).
+#: The comparison's rows: name -> (runner, arguments). ``bertpress`` is pinned to fp32 (the reference loops' numerics);
+#: ``bertpress_bf16`` autocasts to bf16, what the default ``mixed_precision: auto`` picks on CPUs with AVX512-BF16/AMX:
+#: faster there, but not the same numerics (TextBrewer has no CPU mixed precision).
 ENTRIES: dict[str, tuple[str, list[str]]] = {
     "bertpress": ("bertpress", []),
     "textbrewer": ("textbrewer", []),
@@ -38,7 +39,7 @@ ENTRIES: dict[str, tuple[str, list[str]]] = {
 
 #: (name, description, runner arguments); "default" first, the ratio of every other row is to it.
 ABLATIONS: list[tuple[str, str, list[str]]] = [
-    ("default", "bertpress defaults (all optimisations on, fp32, 1 prefetch worker)", []),
+    ("default", "bertpress, fp32 (mixed_precision no), all optimisations on, 1 prefetch worker", []),
     ("no_inference_mode", "teacher under no_grad instead of inference_mode", ["--set", "train.teacher_inference_mode=false"]),
     ("recompute_attention", "mapped student layers on SDPA, attention recomputed from Q/K (no kernel hand-over)",
      ["--recompute-attention"]),

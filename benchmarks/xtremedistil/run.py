@@ -96,7 +96,8 @@ def base_recipe(out_dir: Path, batch_size: int, source: str = "sst2") -> dict[st
                                         "settings": {"max_train_examples": SST2_CAP}}
     recipe["data"] = {**recipe["data"], "cache_dir": str(out_dir / "cache"), "unit": SOURCES[source],
                       "sources": [str(default_data_dir() / CORPUS), {"task": source}]}
-    recipe["train"] = {**recipe["train"], "batch_size": batch_size, "eval_every": 10, "save_every": 50}
+    recipe["train"] = {**recipe["train"], "batch_size": batch_size, "eval_every": 10, "save_every": 50,
+                       "mixed_precision": "no"}  # fp32, as the committed results were measured
     return recipe
 
 

@@ -1,5 +1,7 @@
 """The quality benchmark's report code on a fixture results file: table rows, the margin over the best baseline."""
 
+import pytest
+
 
 def test_screen_report(tmp_path, benchmark_script):
     report = {
@@ -89,3 +91,20 @@ def test_curve_report_with_long_proxy(tmp_path, benchmark_script):
     assert "| 150 | 307,200 | 0.0810 | 83.3 | 32.0 | 78.4 |" in md
     assert "proxy STS-B, 6 epochs 90.2." in md
     assert (tmp_path / "curve-long-proxy.png").stat().st_size > 1000
+
+
+def test_shipped_recipe_is_the_yaml_but_for_paths(tmp_path, monkeypatch, benchmark_script):
+    """Phase 2's ``recipe-NAME`` distils ``recipes/NAME.yaml`` as shipped: only the output and corpus paths move."""
+    import yaml
+
+    monkeypatch.setenv("BERTPRESS_DATA", str(tmp_path / "data"))
+    quality = benchmark_script("quality")
+    got = quality.shipped_recipe("tinybert-3l", tmp_path / "out")
+    shipped = yaml.safe_load((quality.RECIPES / "tinybert-3l.yaml").read_text())
+    assert got["output_dir"] == str(tmp_path / "out" / "recipe-tinybert-3l")
+    assert got["data"]["sources"] == [str(tmp_path / "data" / "corpus/enwiki-wikiextractor-2015/AA/wiki_*.gz")]
+    for section in ("teacher", "student", "objective", "mapping", "train"):
+        assert shipped[section].items() <= got[section].items(), section
+    assert (got["seed"], got["data"]["block_size"]) == (shipped["seed"], shipped["data"]["block_size"])
+    with pytest.raises(SystemExit, match="no-such-recipe.yaml does not exist"):
+        quality.shipped_recipe("no-such-recipe", tmp_path)

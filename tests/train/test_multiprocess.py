@@ -28,7 +28,7 @@ def test_two_processes_match_one(tmp_path, tiny_corpus, staged):
         "data": {"sources": [str(tiny_corpus)], "block_size": 32, "cache_dir": str(tmp_path / "cache")},
         "objective": {"name": "tinybert"},
         "train": {"max_steps": 6, "batch_size": 4, "num_workers": 0, "eval_every": 3, "save_every": 3,
-                  "log_every": 1},
+                  "log_every": 1, "mixed_precision": "no"},  # fp32 in the subprocess too: the in-process reference is fp32 (conftest)
     }
     if staged:
         recipe["stages"] = [{"steps": 3, "trainable": ["layer 2"]}, {"steps": 3}]

@@ -35,7 +35,7 @@ def staged(tmp_path: Path, teacher: Path, corpus: Path, name: str = "staged", **
         "stages": [{"name": "layer-1", "steps": BOUNDARY, "trainable": ["layer 1"], "lr": 2e-3},
                    {"name": "all", "steps": TOTAL - BOUNDARY, "objective": {"name": "distilbert"}}],
         "train": {"batch_size": 4, "lr": 1e-3, "eval_every": 0, "save_every": 4, "log_every": 1, "num_workers": 0,
-                  **train},
+                  "mixed_precision": "no", **train},  # fp32 in the subprocess too: the in-process reference is fp32 (conftest)
     }
 
 

@@ -43,7 +43,8 @@ def xd_recipe(tmp_path: Path, teacher: Path, corpus: Path, data: Path, *, name: 
                      "block_size": 48, "cache_dir": str(tmp_path / "cache"), "validation_fraction": 0.2},
             "schedule": {"name": "xtremedistil", "representation_steps": 4, "logit_steps": 3, "labelled_steps": 2,
                          "patience": 2, **schedule},
-            "train": {"batch_size": 4, "eval_every": 2, "save_every": 3, "lr": 1e-3}}
+            "train": {"batch_size": 4, "eval_every": 2, "save_every": 3, "lr": 1e-3,
+                      "mixed_precision": "no"}}  # fp32 in the subprocess too: the in-process reference is fp32 (conftest)
 
 
 # -- transfer data ------------------------------------------------------------------------------------------------

@@ -182,8 +182,8 @@ class TrainSpec(Strict):
     warmup_ratio: float = Field(0.06, ge=0, le=1, description="share of steps with linear warm-up")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping norm (0: off)")
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
-        "no", description="autocast: bf16 (GPU, or a CPU with bf16 support), fp16 (GPU), or auto: bf16 where the "
-                          "hardware computes it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), else no")
+        "auto", description="autocast: auto (default): bf16 where the hardware computes it natively (a CUDA GPU with "
+                            "bf16, a CPU with AVX512-BF16 or AMX), else no (fp32); or bf16, fp16 (GPU), no")
     eval_every: int = Field(200, ge=0, description="validation every N steps (0: only at the end)")
     eval_batches: int | None = Field(None, gt=0, description="cap on validation batches")
     save_every: int = Field(500, ge=0, description="checkpoint every N steps (0: never)")
@@ -192,6 +192,12 @@ class TrainSpec(Strict):
     num_workers: int = Field(1, ge=0, description="dataloader worker processes")
     freeze_embeddings: bool = Field(False, description="keep the (large) embedding matrix fixed")
     teacher_inference_mode: bool = Field(True, description="run the teacher under torch.inference_mode")
+    teacher_cache: bool = Field(
+        False, description="compute the teacher's features once per training block, store them on disk (bf16, "
+                           "memory-mapped, under data.cache_dir) and read them instead of running the teacher: for "
+                           "corpora read more than once (several epochs, repeated runs); packed blocks without MLM "
+                           "masking only")
+    teacher_cache_max_gb: float = Field(20.0, gt=0, description="refuse to build a teacher cache larger than this")
     compile: bool = Field(False, description="torch.compile the student's attention-output and FFN blocks")
     on_nonfinite: Literal["stop", "skip"] = Field("stop", description="on a NaN/Inf loss: stop, or skip the batch")
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab",

@@ -84,6 +84,10 @@ def check_cohort(recipes: Sequence[Recipe]) -> None:
     if len(recipes) < 2:
         raise BertpressError(f"a cohort needs at least 2 recipes, got {len(recipes)}: run one with bertpress distill")
     first = recipes[0]
+    cached = next((i for i, r in enumerate(recipes, 1) if r.train.teacher_cache), None)
+    if cached is not None:
+        raise BertpressError(f"cohort member {cached} sets train.teacher_cache: a cohort already runs the teacher "
+                             "once per batch for all members; turn it off")
     for i, r in enumerate(recipes[1:], 2):
         for path in SHARED_FIELDS:
             if _field(r, path) != _field(first, path):

@@ -47,6 +47,7 @@ from bertpress.train.metrics import MetricsLog
 from bertpress.train.nonfinite import NonFiniteGuard
 from bertpress.train.precision import resolve_precision
 from bertpress.train.stages import ScaledSchedule, Stage, StageSchedule, lr_scales, stage_at, trainable_ids
+from bertpress.train.teacher_cache import TeacherCache, cache_refusal, open_teacher_cache
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class Distiller:
         self.teacher_tap: FeatureTap | None = None
         #: the teacher forward of training batches, when a cohort shares one (``inputs -> Features``)
         self.shared_teacher: Callable[[dict[str, Tensor]], Features] | None = None
+        #: stage index -> the on-disk teacher features of its training blocks (``train.teacher_cache``)
+        self.teacher_caches: dict[int, TeacherCache] = {}
         self.stage = self.stages[0]
         self.frozen = self._stage_parameters(student)
         trained = {n for stage in self.stages for n in stage.trains}
@@ -140,6 +143,20 @@ class Distiller:
         self.guard = NonFiniteGuard(train, self.acc, self.ckpt_root)
 
     # -- set-up -----------------------------------------------------------------------------------------------
+    def open_teacher_caches(self, root: Path) -> None:
+        """``train.teacher_cache``: open every stage's cache of teacher features under ``root``, the main process
+        building a missing one first (its size logged and checked before any compute)."""
+        for stage in self.stages:
+            data, batcher = self.datasets[stage.data], self.batchers[stage.data]
+            refusal = cache_refusal(stage.objective, data)
+            if refusal is not None:
+                raise BertpressError(refusal if len(self.stages) == 1 else f"stage {stage.name}: {refusal}")
+            with self.acc.main_process_first():
+                self.teacher_caches[stage.index] = open_teacher_cache(
+                    self.teacher, stage.objective.requests()[0], data,
+                    lambda ids, b=batcher: self._inputs(b(ids, position=0)), root=root,
+                    max_gb=self.cfg.teacher_cache_max_gb, device=self.acc.device, build=self.acc.is_main_process)
+
     def _enter(self, stage: Stage) -> None:
         """Switch objective, feature hooks, masking and trainable parameters to ``stage``."""
         self.stage = stage
@@ -221,8 +238,14 @@ class Distiller:
     def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with self.acc.autocast():
             inputs = self._inputs(batch)
-            t_feats = (self.shared_teacher(inputs) if self.shared_teacher is not None else
-                       teacher_forward(self.teacher_tap, inference_mode=self.cfg.teacher_inference_mode, **inputs))
+            if self.shared_teacher is not None:
+                t_feats = self.shared_teacher(inputs)
+            else:
+                cache = self.teacher_caches.get(self.stage.index)
+                t_feats = cache(inputs) if cache is not None else None
+                if t_feats is None:
+                    t_feats = teacher_forward(self.teacher_tap, inference_mode=self.cfg.teacher_inference_mode,
+                                              **inputs)
             return self.model(batch, t_feats)
 
     @torch.no_grad()

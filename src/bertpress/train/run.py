@@ -226,6 +226,8 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
                               tokenizer=run.tokenizer, train=recipe.train, seed=recipe.seed, out_dir=out,
                               mlm_probability=recipe.data.mlm_probability, accelerator=acc, callbacks=callbacks,
                               labelled=labelled, module=module)
+        if recipe.train.teacher_cache:
+            distiller.open_teacher_caches(Path(recipe.data.cache_dir) if recipe.data.cache_dir else default_cache_dir())
     if acc.log_with:  # W&B, MLflow, ... (and trackers of an accelerator passed in)
         acc.init_trackers(recipe.name, config=flat_recipe(recipe.to_dict()))
     return PreparedRun(recipe, run, acc, corpus, teacher, distiller, plan, fitted_head, teacher_path, labelled, t0)
@@ -275,6 +277,9 @@ def finish_run(prepared: PreparedRun, result: dict[str, Any], extra: dict[str, A
         "skipped_batches": result["state"]["skipped_batches"],
         "processes": acc.num_processes,
         "mixed_precision": acc.mixed_precision,
+        **({"teacher_cache": [{"path": str(c.path), "gb": round(c.bytes / 1e9, 3), "batches_read": c.hits,
+                               "batches_run_live": c.misses} for c in p.distiller.teacher_caches.values()]}
+           if p.distiller.teacher_caches else {}),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "accelerate": accelerate.__version__},
         **(extra or {}),
