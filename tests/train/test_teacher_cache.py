@@ -44,12 +44,13 @@ def test_cached_features_are_the_live_teacher_in_bf16(tiny_recipe, tmp_path):
     blocks = prepared.corpus.blocks[prepared.corpus.train_index[[5, 0, 17]]]  # any order, any rows
     inputs = distiller._inputs(distiller.batcher(torch.as_tensor(np.asarray(blocks), dtype=torch.long), position=0))
     got, live = cache(inputs), teacher_forward(distiller.teacher_tap, **inputs)
-    fields = {"hidden": live.hidden, "scores": live.scores, "probs": live.probs, "query": live.query}
-    assert any(fields.values())
-    for kind, layers in fields.items():
-        assert getattr(got, kind).keys() == layers.keys(), kind
-        for layer, t in layers.items():
-            c = getattr(got, kind)[layer]
+    request = distiller.teacher_tap.request
+    assert request.hidden and request.probs | request.scores
+    for kind in ("hidden", "query", "key", "value", "scores", "probs"):
+        # what the objective reads; not the projections the tap captured only to compute attention from
+        assert getattr(got, kind).keys() == getattr(request, kind), kind
+        for layer in getattr(request, kind):
+            c, t = getattr(got, kind)[layer], getattr(live, kind)[layer]
             assert c.dtype == torch.float32 and c.shape == t.shape
             torch.testing.assert_close(c, t, rtol=2 ** -7, atol=1e-6)  # bf16 keeps 8 significant bits
     # a row that is not a training block (here: a held-out one) is never guessed: the live teacher runs

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,9 +102,10 @@ class TeacherCache:
         return feats
 
 
-def _arrays(feats: Features) -> dict[str, Tensor]:
-    out = {f"{kind}-{layer}": t for kind in LAYERED for layer, t in sorted(getattr(feats, kind).items())}
-    if feats.logits is not None:
+def _arrays(feats: Features, request: FeatureRequest) -> dict[str, Tensor]:
+    """The requested tensors by file name (not the projections a tap captured only to compute attention from)."""
+    out = {f"{kind}-{layer}": getattr(feats, kind)[layer] for kind in LAYERED for layer in sorted(getattr(request, kind))}
+    if request.logits:
         out["logits"] = feats.logits
     return out
 
@@ -128,7 +130,7 @@ def open_teacher_cache(teacher: Teacher, request: FeatureRequest, corpus: Packed
         raise BertpressError(f"teacher cache {path} is missing: the main process should have built it")
     tap = FeatureTap(teacher.parts, request, truncate=True)
     try:
-        shapes = {n: tuple(t.shape[1:]) for n, t in _arrays(teacher_forward(tap, **_moved(inputs, device))).items()}
+        shapes = {n: tuple(t.shape[1:]) for n, t in _arrays(teacher_forward(tap, **_moved(inputs, device)), request).items()}
         n = len(corpus.train_index)
         size = n * sum(math.prod(s) for s in shapes.values()) * 2
         log.warning("teacher cache: %.2f GB for %d blocks (%s) in bf16 at %s", size / 1e9, n,
@@ -144,6 +146,7 @@ def open_teacher_cache(teacher: Teacher, request: FeatureRequest, corpus: Packed
             raise BertpressError(f"the teacher cache needs {size / 1e9:.1f} GB but {path.parent} has "
                                  f"{free / 1e9:.1f} GB free: free disk space, set data.cache_dir elsewhere, or turn "
                                  "train.teacher_cache off")
+        began = time.perf_counter()
         with atomic_dir(path) as tmp:
             out = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=np.uint16, shape=(n, *s))
                    for name, s in shapes.items()}
@@ -152,7 +155,7 @@ def open_teacher_cache(teacher: Teacher, request: FeatureRequest, corpus: Packed
                 rows = corpus.train_index[start:start + _BUILD_BATCH]
                 ids = torch.as_tensor(np.asarray(corpus.blocks[rows]), dtype=torch.long)
                 feats = teacher_forward(tap, **_moved(make_inputs(ids), device))
-                for name, t in _arrays(feats).items():
+                for name, t in _arrays(feats, request).items():
                     out[name][start:start + len(rows)] = (t.to(torch.bfloat16).view(torch.int16).cpu().numpy()
                                                           .view(np.uint16))
                 bar.update(len(rows))
@@ -160,6 +163,7 @@ def open_teacher_cache(teacher: Teacher, request: FeatureRequest, corpus: Packed
             for array in out.values():
                 array.flush()
             atomic_write_json(tmp / "meta.json", {"version": CACHE_VERSION, "blocks": n, "bytes": size,
+                                                  "build_seconds": round(time.perf_counter() - began, 2),
                                                   "arrays": list(shapes), "shapes": {k: list(v) for k, v in
                                                                                     shapes.items()}})
     finally:
