@@ -62,10 +62,13 @@ def synthetic(path: Path, megabytes: int, source_glob: str) -> int:
     return written
 
 
-def build(source: str, src: Path) -> dict:
-    """One cache build in a fresh process and cache directory."""
+def build(source: str, src: Path, parallelism: str | None = None) -> dict:
+    """One cache build in a fresh process and cache directory; ``parallelism``: ``TOKENIZERS_PARALLELISM`` for it
+    (None: unset, the library decides)."""
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "PYTHONPATH": str(src), "TOKENIZERS_PARALLELISM": "true"}
+        env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"} | {"PYTHONPATH": str(src)}
+        if parallelism is not None:
+            env["TOKENIZERS_PARALLELISM"] = parallelism
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         out = subprocess.run([sys.executable, "-c", CHILD, source, cache], env=env, capture_output=True, text=True,
                              check=False)
@@ -100,6 +103,8 @@ def main() -> None:
     p.add_argument("--src", type=Path, default=ROOT / "src", help="the bertpress sources to build with")
     p.add_argument("--synthetic-mb", type=int, default=0, help="also build a synthetic text file of this size")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "corpus-build")
+    p.add_argument("--tokenizers-parallelism", choices=["true", "false"],
+                   help="set TOKENIZERS_PARALLELISM for the builds (default: unset, bertpress's choice)")
     args = p.parse_args()
     shards = str(default_data_dir() / SHARDS)
     text = sum(len(gzip.decompress(f.read_bytes())) for f in Path(shards).parent.glob("wiki_*.gz"))  # uncompressed
@@ -112,7 +117,7 @@ def main() -> None:
     rows = json.loads(path.read_text()) if path.is_file() else []
     for name, source, size in corpora:
         print(f"[corpus] {args.label}: {name}", flush=True)
-        row = {"label": args.label, "corpus": name, "text_mb": size / 1e6, **build(source, args.src),
+        row = {"label": args.label, "corpus": name, "text_mb": size / 1e6, **build(source, args.src, args.tokenizers_parallelism),
                "load_average": round(os.getloadavg()[0], 2), "when": time.strftime("%Y-%m-%d %H:%M")}
         rows.append(row)
         atomic_write_json(path, rows)

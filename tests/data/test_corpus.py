@@ -1,5 +1,6 @@
 import gzip
 import json
+import os
 
 import numpy as np
 import pytest
@@ -147,3 +148,20 @@ def test_hub_dataset_revision_is_part_of_the_cache_key():
                                         "text_field": "text"}
     pinned = HubDataset(dataset="wikitext", config="wikitext-2-raw-v1", revision="abc123")
     assert cache_key([pinned], tok, 32, "text") != cache_key([source], tok, 32, "text")
+
+
+@pytest.mark.parametrize("user", [None, "false", "true"])
+def test_tokenisation_runs_on_every_core_unless_the_user_said_otherwise(tmp_path, tiny_corpus, monkeypatch, user):
+    """While the corpus is tokenised TOKENIZERS_PARALLELISM is on (the user's own setting wins); afterwards it is
+    false, so forked data-loader workers neither use the parent's thread pool nor print the fork warning."""
+    if user is None:
+        monkeypatch.delenv(corpus_mod.PARALLELISM_ENV, raising=False)
+    else:
+        monkeypatch.setenv(corpus_mod.PARALLELISM_ENV, user)
+    seen = []
+    build = corpus_mod.build_blocks
+    monkeypatch.setattr(corpus_mod, "build_blocks",
+                        lambda *a, **k: seen.append(os.environ[corpus_mod.PARALLELISM_ENV]) or build(*a, **k))
+    load_corpus(_spec(tmp_path, [tiny_corpus], block_size=16), tiny_tokenizer())
+    assert seen == [user or "true"]
+    assert os.environ[corpus_mod.PARALLELISM_ENV] == (user or "false")

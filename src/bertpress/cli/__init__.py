@@ -57,7 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run the verb, turn a :class:`BertpressError` into one line and a non-zero exit."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     if args.verbose and args.quiet:
         print("bertpress: error: -v and -q contradict each other: pass only one", file=sys.stderr)

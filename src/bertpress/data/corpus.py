@@ -4,11 +4,13 @@ Blocks are ``[CLS] t_1 … t_{n-2} [SEP]`` over the concatenated token stream, w
 The cache key covers the sources (file names and content hashes, or the dataset spec), the tokenizer's full serialisation
 and the block size, so a second run with the same inputs reads a memory-mapped ``.npy`` instead of re-tokenising.
 Building streams: text is read and tokenised in batches and blocks are written to disk as they fill, so memory stays
-bounded (a few MB of packing buffers) however large the corpus.
+bounded (a few MB of packing buffers) however large the corpus; batches are tokenised on every core
+(:func:`parallel_tokenisation`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 _TOKENIZE_BATCH = 2000
+PARALLELISM_ENV = "TOKENIZERS_PARALLELISM"
 
 #: Held-out blocks are drawn with this fixed seed, so every run on a corpus validates on the same blocks.
 SPLIT_SEED = 1234
@@ -240,6 +243,19 @@ def build_examples(sources: list[Any], tokenizer, block_size: int, text_field: s
     return write_npy(encode_units(bar, tokenizer, block_size), path, block_size), stats
 
 
+@contextlib.contextmanager
+def parallel_tokenisation() -> Iterator[None]:
+    """Batch encoding on every core (the fast tokenizer's Rust threads) while a corpus is tokenised, unless
+    ``TOKENIZERS_PARALLELISM`` was set by the user; afterwards it reads ``false``, so processes forked later (data
+    loader workers) neither reuse the forked thread pool nor warn about it."""
+    user = os.environ.get(PARALLELISM_ENV)
+    os.environ[PARALLELISM_ENV] = user or "true"
+    try:
+        yield
+    finally:
+        os.environ[PARALLELISM_ENV] = user or "false"
+
+
 def split_indices(index: np.ndarray, fraction: float, max_valid: int, block_size: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Hold out ``min(max_valid, round(fraction·n))`` (at least 1) of the blocks in ``index``, drawn with
@@ -269,7 +285,8 @@ def load_corpus(data, tokenizer, *, seed: int = 0, cache_dir: str | Path | None 
         log.info("corpus: %d blocks from cache %s", len(blocks), npy)
     else:
         build = build_blocks if data.unit == "blocks" else partial(build_examples, unit=data.unit)
-        n, stats = build(data.sources, tokenizer, data.block_size, data.text_field, npy, data.encoding)
+        with parallel_tokenisation():
+            n, stats = build(data.sources, tokenizer, data.block_size, data.text_field, npy, data.encoding)
         if n == 0:
             if stats.skipped_lines:
                 raise BertpressError(
