@@ -165,3 +165,40 @@ def test_tokenisation_runs_on_every_core_unless_the_user_said_otherwise(tmp_path
     load_corpus(_spec(tmp_path, [tiny_corpus], block_size=16), tiny_tokenizer())
     assert seen == [user or "true"]
     assert os.environ[corpus_mod.PARALLELISM_ENV] == (user or "false")
+
+
+def test_datasets_are_read_in_batches_and_streams_read_the_same(monkeypatch):
+    """A dataset's column is read batch by batch (never held whole), and a streamed copy gives the same segments."""
+    import datasets
+
+    from bertpress.data import sources
+
+    monkeypatch.setattr(sources, "_DATASET_BATCH", 2)  # batch boundaries inside the rows
+    rows = ["first doc line", "", " = Title = ", "second", "   ", "third"]
+    table = datasets.Dataset.from_dict({"text": rows, "other": list(range(len(rows)))})
+    got = {}
+    for kind, ds in (("table", table), ("stream", table.to_iterable_dataset())):
+        stats = ReadStats()
+        got[kind] = (list(sources.read_dataset(ds, "text", stats)), stats.lines)
+    assert got["table"] == got["stream"]
+    assert got["table"] == (["first doc line", None, None, "= Title =", "second", None, "third", None], 4)
+    stream = datasets.Dataset.from_dict({"body": ["x"]}).to_iterable_dataset()
+    with pytest.raises(BertpressError, match="has no column 'text' \\(columns: body\\)"):
+        list(sources.read_dataset(stream, "text", ReadStats()))
+
+
+def test_hub_streaming_is_passed_on_and_keeps_the_cache_key(monkeypatch):
+    import datasets
+
+    from bertpress.data import sources
+    from bertpress.data.corpus import cache_key
+    from bertpress.recipe import HubDataset
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(k) or "ds")
+    assert sources.load_hf_dataset("wikitext", "wikitext-2-raw-v1", "train", streaming=True) == "ds"
+    assert calls[-1]["streaming"] is True
+    tok = tiny_tokenizer()
+    streamed = HubDataset(dataset="wikitext", config="wikitext-2-raw-v1", streaming=True)
+    downloaded = HubDataset(dataset="wikitext", config="wikitext-2-raw-v1")
+    assert cache_key([streamed], tok, 32, "text") == cache_key([downloaded], tok, 32, "text")

@@ -89,8 +89,8 @@ def _source_identity(source: Any) -> Any:
         return [[p.name, file_digest(p)] for p in expand_files(source)]
     if _is_task(source):
         return task_identity(source)
-    # an unpinned hub dataset keeps the key it had before ``revision`` existed
-    return source.model_dump(exclude={"revision"} if source.revision is None else None)
+    # an unpinned hub dataset keeps the key it had before ``revision`` existed; streaming reads the same rows
+    return source.model_dump(exclude={"streaming"} | ({"revision"} if source.revision is None else set()))
 
 
 def cache_key(sources: list[Any], tokenizer, block_size: int, text_field: str, encoding: str = "utf-8",
@@ -114,7 +114,8 @@ def iter_segments(sources: list[Any], text_field: str, stats: ReadStats, encodin
                 stats.lines += 1
                 yield from (a, b, None) if b is not None else (a, None)
         else:
-            ds = load_hf_dataset(source.dataset, source.config, source.split, source.revision)
+            ds = load_hf_dataset(source.dataset, source.config, source.split, source.revision,
+                                 streaming=source.streaming)
             yield from read_dataset(ds, source.text_field, stats, name=source.dataset,
                                     setting=f"text_field of data source {source.dataset!r}")
 

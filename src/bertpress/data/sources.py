@@ -153,8 +153,14 @@ def read_files(source: str, text_field: str, stats: ReadStats, encoding: str = "
                     else read_text_file(path, stats, encoding))
 
 
-def load_hf_dataset(dataset: str, config: str | None, split: str, revision: str | None = None) -> Any:
-    """A ``datasets`` split from a saved directory or the hub at ``revision`` (clear error offline)."""
+#: rows of a dataset read at a time
+_DATASET_BATCH = 1000
+
+
+def load_hf_dataset(dataset: str, config: str | None, split: str, revision: str | None = None, *,
+                    streaming: bool = False) -> Any:
+    """A ``datasets`` split from a saved directory (memory-mapped) or the hub at ``revision``, downloaded or, with
+    ``streaming``, read as it arrives (clear error offline)."""
     import datasets
 
     path = Path(dataset).expanduser()
@@ -162,7 +168,7 @@ def load_hf_dataset(dataset: str, config: str | None, split: str, revision: str 
         if is_dataset_dir(path):
             ds = datasets.load_from_disk(str(path))
             return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-        return datasets.load_dataset(dataset, config, split=split, revision=revision)
+        return datasets.load_dataset(dataset, config, split=split, revision=revision, streaming=streaming)
     except (FileNotFoundError, ConnectionError, ValueError, OSError, KeyError) as e:
         raise BertpressError(
             f"cannot load dataset {dataset!r} (config {config!r}, split {split!r}): {str(e).splitlines()[0][:160]}: "
@@ -172,13 +178,23 @@ def load_hf_dataset(dataset: str, config: str | None, split: str, revision: str 
 
 def read_dataset(ds: Any, text_field: str, stats: ReadStats, *, name: str = "",
                  setting: str = "text_field") -> Iterator[str | None]:
-    """Rows of column ``text_field`` of a loaded dataset (``name`` and ``setting`` only word the error)."""
-    if text_field not in ds.column_names:
-        raise BertpressError(
-            f"dataset {name or 'source'!r} has no column {text_field!r} (columns: {', '.join(ds.column_names)}): "
-            f"set {setting} to the text column"
-        )
-    for text in ds[text_field]:
+    """Rows of column ``text_field`` of a loaded (or streamed) dataset, read in batches so the column is never held
+    whole (``name`` and ``setting`` only word the error)."""
+    def refuse(columns: list[str]) -> BertpressError:
+        return BertpressError(f"dataset {name or 'source'!r} has no column {text_field!r} (columns: "
+                              f"{', '.join(columns)}): set {setting} to the text column")
+
+    if ds.column_names is not None and text_field not in ds.column_names:  # a stream may not know them up front
+        raise refuse(ds.column_names)
+    for batch in ds.iter(batch_size=_DATASET_BATCH):
+        if text_field not in batch:
+            raise refuse(list(batch))
+        yield from _dataset_texts(batch[text_field], stats)
+    yield None
+
+
+def _dataset_texts(texts: list[str | None], stats: ReadStats) -> Iterator[str | None]:
+    for text in texts:
         if not text or not text.strip():
             yield None
             continue
@@ -187,4 +203,3 @@ def read_dataset(ds: Any, text_field: str, stats: ReadStats, *, name: str = "",
             yield None
         stats.lines += 1
         yield stripped
-    yield None

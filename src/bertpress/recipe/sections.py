@@ -94,6 +94,8 @@ class HubDataset(Strict):
     split: str = Field("train", description="split to read")
     text_field: str = Field("text", description="column holding the text")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit) to pin; part of the cache key")
+    streaming: bool = Field(False, description="stream the hub dataset while the corpus is built (nothing downloaded "
+                                               "up front: corpora larger than the disk); not part of the cache key")
 
 
 class TaskInputs(Strict):
