@@ -84,9 +84,9 @@ def _is_task(source: Any) -> bool:
     return hasattr(source, "task")
 
 
-def _source_identity(source: Any) -> Any:
+def _source_identity(source: Any, memo: Path | None = None) -> Any:
     if isinstance(source, str):
-        return [[p.name, file_digest(p)] for p in expand_files(source)]
+        return [[p.name, file_digest(p, memo)] for p in expand_files(source)]
     if _is_task(source):
         return task_identity(source)
     # an unpinned hub dataset keeps the key it had before ``revision`` existed; streaming reads the same rows
@@ -94,8 +94,9 @@ def _source_identity(source: Any) -> Any:
 
 
 def cache_key(sources: list[Any], tokenizer, block_size: int, text_field: str, encoding: str = "utf-8",
-              unit: str = "blocks") -> str:
-    ident = {"v": CACHE_VERSION, "sources": [_source_identity(s) for s in sources], "text_field": text_field,
+              unit: str = "blocks", memo: Path | None = None) -> str:
+    """The corpus cache's key; ``memo``: where file digests are kept on disk (see :func:`file_digest`)."""
+    ident = {"v": CACHE_VERSION, "sources": [_source_identity(s, memo) for s in sources], "text_field": text_field,
              "tokenizer": tokenizer_fingerprint(tokenizer), "block_size": block_size}
     if encoding != "utf-8":  # (absent for the defaults, so caches made before the options stay valid)
         ident["encoding"] = encoding
@@ -278,7 +279,8 @@ def load_corpus(data, tokenizer, *, seed: int = 0, cache_dir: str | Path | None 
     for s in data.sources:
         if _is_task(s) and s.task not in INPUT_TASKS:
             raise BertpressError(f"data source {{task: {s.task}}}: unknown task: choose one of {', '.join(INPUT_TASKS)}")
-    key = cache_key(data.sources, tokenizer, data.block_size, data.text_field, data.encoding, data.unit)
+    key = cache_key(data.sources, tokenizer, data.block_size, data.text_field, data.encoding, data.unit,
+                    memo=cache / "digests")
     npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
     if npy.is_file() and meta_path.is_file():
         blocks = np.load(npy, mmap_mode="r")
