@@ -64,6 +64,26 @@ def cache_refusal(objective, corpus: PackedCorpus) -> str | None:
     return None
 
 
+class _RowFile:
+    """Rows of a ``uint16`` ``.npy`` read with plain file reads: unlike a memory map, the rows read do not stay
+    mapped into the process (mapped pages count as its memory; the OS page cache still keeps them warm)."""
+
+    def __init__(self, path: Path) -> None:
+        header = np.load(path, mmap_mode="r")  # for the data offset and shape only; no page is touched
+        self.offset, self.shape = header.offset, header.shape
+        self.row_bytes = int(np.prod(self.shape[1:])) * 2
+        self.nbytes = self.row_bytes * self.shape[0]
+        del header
+        self.file = open(path, "rb", buffering=0)  # noqa: SIM115 (kept open for the run's reads)
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        out = np.empty((len(positions), *self.shape[1:]), dtype=np.uint16)
+        for i, p in enumerate(positions):
+            self.file.seek(self.offset + int(p) * self.row_bytes)
+            self.file.readinto(memoryview(out[i]).cast("B"))
+        return out
+
+
 class TeacherCache:
     """Read side: ``cache(inputs) -> Features`` for a batch of training blocks, or None (run the live teacher)."""
 
@@ -71,7 +91,7 @@ class TeacherCache:
         meta = json.loads((path / "meta.json").read_text())
         self.path, self.names, self.blocks = path, meta["arrays"], corpus.blocks
         self.index = np.asarray(corpus.train_index)
-        self.arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in self.names}
+        self.arrays = {name: _RowFile(path / f"{name}.npy") for name in self.names}
         self.rows = {_row_key(np.asarray(self.blocks[b])): i for i, b in enumerate(self.index)}
         self.bytes = sum(a.nbytes for a in self.arrays.values())
         self.hits = self.misses = 0
@@ -92,7 +112,7 @@ class TeacherCache:
         self.hits += 1
         feats = Features()
         for name, array in self.arrays.items():
-            t = torch.from_numpy(np.ascontiguousarray(array[pos])).view(torch.bfloat16)
+            t = torch.from_numpy(array.rows(pos)).view(torch.bfloat16)
             t = t.to(ids.device, non_blocking=True).float()
             if name == "logits":
                 feats.logits = t
