@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import send_to_device
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -150,7 +151,7 @@ def open_teacher_cache(teacher: Teacher, request: FeatureRequest, corpus: Packed
         raise BertpressError(f"teacher cache {path} is missing: the main process should have built it")
     tap = FeatureTap(teacher.parts, request, truncate=True)
     try:
-        shapes = {n: tuple(t.shape[1:]) for n, t in _arrays(teacher_forward(tap, **_moved(inputs, device)), request).items()}
+        shapes = {n: tuple(t.shape[1:]) for n, t in _arrays(teacher_forward(tap, **send_to_device(inputs, device)), request).items()}
         n = len(corpus.train_index)
         size = n * sum(math.prod(s) for s in shapes.values()) * 2
         log.warning("teacher cache: %.2f GB for %d blocks (%s) in bf16 at %s", size / 1e9, n,
@@ -174,7 +175,7 @@ def open_teacher_cache(teacher: Teacher, request: FeatureRequest, corpus: Packed
             for start in range(0, n, _BUILD_BATCH):
                 rows = corpus.train_index[start:start + _BUILD_BATCH]
                 ids = torch.as_tensor(np.asarray(corpus.blocks[rows]), dtype=torch.long)
-                feats = teacher_forward(tap, **_moved(make_inputs(ids), device))
+                feats = teacher_forward(tap, **send_to_device(make_inputs(ids), device))
                 for name, t in _arrays(feats, request).items():
                     out[name][start:start + len(rows)] = (t.to(torch.bfloat16).view(torch.int16).cpu().numpy()
                                                           .view(np.uint16))
@@ -190,6 +191,3 @@ def open_teacher_cache(teacher: Teacher, request: FeatureRequest, corpus: Packed
         tap.close()
     return TeacherCache(path, corpus)
 
-
-def _moved(inputs: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    return {k: v.to(device) for k, v in inputs.items()}
