@@ -9,6 +9,7 @@ from bertpress.errors import BertpressError
 from bertpress.models.features import teacher_forward
 from bertpress.recipe import recipe_from_dict
 from bertpress.train.cohort import check_cohort
+from bertpress.train.data import model_inputs
 from bertpress.train.metrics import read_metrics
 from bertpress.train.run import distill, prepare_run
 
@@ -42,7 +43,7 @@ def test_cached_features_are_the_live_teacher_in_bf16(tiny_recipe, tmp_path):
     cache = distiller.teacher_caches[0]
     distiller._enter(distiller.stages[0])
     blocks = prepared.corpus.blocks[prepared.corpus.train_index[[5, 0, 17]]]  # any order, any rows
-    inputs = distiller._inputs(distiller.batcher(torch.as_tensor(np.asarray(blocks), dtype=torch.long), position=0))
+    inputs = model_inputs(distiller.batcher(torch.as_tensor(np.asarray(blocks), dtype=torch.long), position=0))
     got, live = cache(inputs), teacher_forward(distiller.teacher_tap, **inputs)
     request = distiller.teacher_tap.request
     assert request.hidden and request.probs | request.scores

@@ -41,12 +41,13 @@ from bertpress.train.checkpoint import (
     load_extra,
     save_checkpoint,
 )
-from bertpress.train.data import Batcher, BlockDataset, LabelledDataset, ResumableBatchSampler
+from bertpress.train.data import Batcher, BlockDataset, LabelledDataset, ResumableBatchSampler, model_inputs
 from bertpress.train.early_stopping import BestWeights
 from bertpress.train.metrics import MetricsLog
 from bertpress.train.nonfinite import NonFiniteGuard
 from bertpress.train.precision import resolve_precision
-from bertpress.train.stages import ScaledSchedule, Stage, StageSchedule, lr_scales, stage_at, trainable_ids
+from bertpress.train.reach import fill_stage_parameters
+from bertpress.train.stages import ScaledSchedule, Stage, StageSchedule, lr_scales, stage_at
 from bertpress.train.teacher_cache import TeacherCache, cache_refusal, open_teacher_cache
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class DistillModule(nn.Module):
         self._tap = FeatureTap(self.parts, self.objectives[index].requests()[1], kernel=True)
 
     def forward(self, batch: dict[str, Tensor], teacher_feats) -> tuple[Tensor, dict[str, Tensor]]:
-        feats = self._tap(**Distiller._inputs(batch))
+        feats = self._tap(**model_inputs(batch))
         return self.objectives[self.active](feats, teacher_feats, batch)
 
 
@@ -118,7 +119,9 @@ class Distiller:
         #: stage index -> the on-disk teacher features of its training blocks (``train.teacher_cache``)
         self.teacher_caches: dict[int, TeacherCache] = {}
         self.stage = self.stages[0]
-        self.frozen = self._stage_parameters(student)
+        self.frozen = fill_stage_parameters(
+            self.module, self.stages, self.datasets, self.batchers, teacher.parts,
+            student.get_input_embeddings().weight if train.freeze_embeddings else None)
         trained = {n for stage in self.stages for n in stage.trains}
         groups = decay_groups((p for n, p in self.module.named_parameters() if n in trained), train.weight_decay)
         schedule = StageSchedule(self.stages, train.lr)
@@ -154,7 +157,7 @@ class Distiller:
             with self.acc.main_process_first():
                 self.teacher_caches[stage.index] = open_teacher_cache(
                     self.teacher, stage.objective.requests()[0], data,
-                    lambda ids, b=batcher: self._inputs(b(ids, position=0)), root=root,
+                    lambda ids, b=batcher: model_inputs(b(ids, position=0)), root=root,
                     max_gb=self.cfg.teacher_cache_max_gb, device=self.acc.device, build=self.acc.is_main_process)
 
     def _enter(self, stage: Stage) -> None:
@@ -169,55 +172,6 @@ class Distiller:
         trains = set(stage.trains)
         for name, p in self.module.named_parameters():
             p.requires_grad_(name in trains)
-
-    def _stage_parameters(self, student: PreTrainedModel) -> list[str]:
-        """Fill every stage's ``trains``: the parameters its ``trainable`` parts name, less those its objective
-        does not reach (e.g. an unused MLM head, the pooler, another stage's projections), found by one tiny
-        forward/backward per stage (the RNG is left as it was). Returns the parameters no stage trains."""
-        names = {id(p): n for n, p in self.module.named_parameters()}
-        objectives = list(self.module.objectives)
-        fixed = set()
-        if self.cfg.freeze_embeddings:
-            fixed.add(id(student.get_input_embeddings().weight))
-        self.module.train()
-        for stage in self.stages:
-            data = self.datasets[stage.data]
-            first = data.train_index[:2]
-            ids = torch.tensor(np.asarray(data.blocks[first])[:, :16], dtype=torch.long)
-            wanted = trainable_ids(self.module.parts, [objectives[stage.index]], stage.trainable) - fixed
-            if "all" in stage.trainable:
-                wanted |= trainable_ids(self.module.parts, objectives, ["projections"]) - fixed
-            self.module.activate(stage.index)
-            tap = FeatureTap(self.teacher.parts, stage.objective.requests()[0], truncate=True)
-            batcher = self.batchers[stage.data]
-            batcher.masking = stage.objective.needs_masking
-            batch = batcher(ids, position=0, labels=None if data.labels is None else torch.as_tensor(
-                np.asarray(data.labels[first]))[(...,) if data.labels.ndim == 1 else (slice(None), slice(0, 16))])
-            for p in self.module.parameters():
-                p.requires_grad_(id(p) in wanted)
-            with torch.random.fork_rng(devices=[]), torch.enable_grad():
-                loss, _ = self.module(batch, teacher_forward(tap, **self._inputs(batch)))
-                loss.backward()
-            tap.close()
-            stage.trains = [names[id(p)] for p in self.module.parameters() if p.grad is not None]
-            unreached = sorted(names[i] for i in wanted if names[i] not in set(stage.trains))
-            for p in self.module.parameters():
-                p.grad = None
-            if unreached:
-                log.info("stage %s: not reached by its objective, kept fixed: %d tensors (%s)", stage.name,
-                         len(unreached), ", ".join(sorted({n.split(".")[1] if n.count(".") > 1 else n
-                                                           for n in unreached})))
-        trained = {n for s in self.stages for n in s.trains}
-        frozen = [n for n in names.values() if n not in trained]
-        if self.cfg.freeze_embeddings:
-            word = student.get_input_embeddings().weight
-            frozen = [n for n in frozen if names.get(id(word)) != n] + ["word_embeddings (freeze_embeddings)"]
-        return frozen
-
-    @staticmethod
-    def _inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        keys = ("input_ids", "attention_mask", "token_type_ids")
-        return {k: batch[k] for k in keys if k in batch}
 
     def _loader(self, start_micro: int) -> DataLoader:
         """Batches of the current stage's data from its ``start_micro``-th micro-batch on."""
@@ -237,7 +191,7 @@ class Distiller:
     # -- steps ------------------------------------------------------------------------------------------------
     def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with self.acc.autocast():
-            inputs = self._inputs(batch)
+            inputs = model_inputs(batch)
             if self.shared_teacher is not None:
                 t_feats = self.shared_teacher(inputs)
             else:
@@ -258,7 +212,7 @@ class Distiller:
         sums: dict[str, float] = {}
         for batch in batches:
             with self.acc.autocast():
-                t_feats = teacher_forward(self.teacher_tap, **self._inputs(batch))
+                t_feats = teacher_forward(self.teacher_tap, **model_inputs(batch))
                 loss, terms = module(batch, t_feats)
             for k, v in {"loss": loss, **terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
