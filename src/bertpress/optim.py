@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import nn
 
 
@@ -13,3 +14,12 @@ def decay_groups(params: Iterable[nn.Parameter], weight_decay: float) -> list[di
     params = list(params)
     return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
+def adamw(groups: list[dict[str, Any]], lr: float, **kwargs: Any) -> torch.optim.AdamW:
+    """AdamW on ``groups``, fused (one kernel per step for all parameters) where torch has the kernel for the
+    device, else the multi-tensor (``foreach``) implementation."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True, **kwargs)
+    except RuntimeError:  # no fused kernel for this device in this torch
+        return torch.optim.AdamW(groups, lr=lr, foreach=True, **kwargs)

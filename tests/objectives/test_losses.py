@@ -76,6 +76,17 @@ def test_attention_score_mse_over_real_pairs():
     assert attention_score_mse(s, t).item() == pytest.approx((1 + 3 * 100**2) / 4)
 
 
+def test_attention_score_mse_without_padding_takes_the_fused_path_with_the_same_value_and_gradient():
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 3, 5, 5, requires_grad=True), torch.randn(2, 3, 5, 5)
+    fused = attention_score_mse(s, t, torch.ones(2, 5, dtype=torch.long))  # packed blocks: nothing padded
+    (g_fused,) = torch.autograd.grad(fused, s)
+    by_hand = ((s - t) ** 2).sum() / s.numel()
+    (g_hand,) = torch.autograd.grad(by_hand, s)
+    assert fused.item() == pytest.approx(by_hand.item(), rel=1e-6)
+    torch.testing.assert_close(g_fused, g_hand)
+
+
 def test_relation_kl_matches_explicit_loop():
     torch.manual_seed(1)
     s, t = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)

@@ -51,7 +51,7 @@ def golden_recipe(out: Path, teacher: Path, corpus: Path, objective: str, init: 
                  "cache_dir": str(out.parent / "cache")},
         "mapping": {"strategy": "uniform"},
         "train": {"max_steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0.2, "eval_every": 3, "save_every": 0,
-                  "log_every": 2, "num_workers": 0},
+                  "log_every": 2, "num_workers": 0, "mixed_precision": "no"},  # fp32 fingerprints, recorded too
     }
 
 

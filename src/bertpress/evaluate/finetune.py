@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from bertpress.errors import BertpressError
-from bertpress.optim import decay_groups
+from bertpress.optim import adamw, decay_groups
 from bertpress.progress import bars_enabled
 
 #: Label value ignored by the loss (sub-word continuations and special tokens in NER).
@@ -132,10 +132,7 @@ def collate(features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.
 def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW without decay on biases and LayerNorm weights (1-d parameters); fused where torch supports it."""
     groups = decay_groups((p for p in model.parameters() if p.requires_grad), weight_decay)
-    try:
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except RuntimeError:  # no fused CPU kernel in this torch
-        return torch.optim.AdamW(groups, lr=lr, foreach=True)
+    return adamw(groups, lr)
 
 
 def train(model: nn.Module, features: Sequence[dict[str, Any]], *, lr: float, epochs: float, batch_size: int,

@@ -6,7 +6,7 @@ that fused kernels (SDPA) never materialise. Recomputing them from the captured 
 ``AttentionInterface`` (``_supports_attention_backend``: BERT, RoBERTa, ELECTRA, DistilBERT, ALBERT, ...) are
 switched to the ``bertpress`` implementation registered here: layers with a :class:`Capture` slot run the eager
 computation once and hand over its scores/probabilities (the ones the layer's output is computed from, before
-attention dropout); every other layer calls SDPA as before. Masks are prepared as for SDPA (boolean, or none when
+attention dropout; the dropout is :mod:`bertpress.models.dropout`'s); every other layer calls SDPA as before. Masks are prepared as for SDPA (boolean, or none when
 nothing is padded).
 """
 
@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from bertpress.models.dropout import dropout as fast_dropout
 
 #: The attention implementation name registered with transformers.
 IMPLEMENTATION = "bertpress"
@@ -61,7 +62,8 @@ def capturing_attention(module: nn.Module, query: Tensor, key: Tensor, value: Te
     for c in captures:
         if c.probs:
             c.put("probs", probs)
-    out = torch.matmul(F.dropout(probs, p=dropout, training=module.training), value)
+    # in the value's dtype before dropout, as HF's eager attention does (bf16 under autocast: half the bytes)
+    out = torch.matmul(fast_dropout(probs.to(value.dtype), dropout, module.training), value)
     return out.transpose(1, 2).contiguous(), None
 
 

@@ -28,10 +28,11 @@ from transformers import PreTrainedModel
 from bertpress.data.corpus import PackedCorpus
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import anatomy
+from bertpress.models.dropout import use_fast_dropout
 from bertpress.models.features import Features, FeatureTap, teacher_forward
 from bertpress.models.teacher import Teacher
 from bertpress.objectives.base import Objective
-from bertpress.optim import decay_groups
+from bertpress.optim import adamw, decay_groups
 from bertpress.progress import bars_enabled
 from bertpress.train.callbacks import Callback, fire
 from bertpress.train.checkpoint import (
@@ -64,6 +65,7 @@ class DistillModule(nn.Module):
         super().__init__()
         self.student, self.objectives = student, nn.ModuleList(objectives)
         self.parts = anatomy(student)
+        use_fast_dropout(student)  # the student's dropout draws 16-bit masks on CPU (bertpress.models.dropout)
         if compile_student:
             # compile the hook-free blocks of every layer (attention output, FFN) in place: LayerNorm, GELU,
             # dropout and residual adds fuse, while the hooked Q/K/V projections stay eager (no graph breaks)
@@ -130,7 +132,7 @@ class Distiller:
             ones = (1.0,) * len(self.stages)
             groups = [{**g, "params": [p for p in g["params"] if scales.get(id(p), ones) == sig], "lr_scale": list(sig)}
                       for g in groups for sig in dict.fromkeys(scales.get(id(p), ones) for p in g["params"])]
-        self.optimizer = torch.optim.AdamW(groups, lr=train.lr, betas=(0.9, 0.999), eps=1e-6)
+        self.optimizer = adamw(groups, train.lr, betas=(0.9, 0.999), eps=1e-6)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, [ScaledSchedule(schedule, g["lr_scale"]) for g in groups] if scales else schedule)
         # DDP registers the parameters that require grad when it wraps the module: every stage's, then the first

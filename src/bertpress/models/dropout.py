@@ -1,0 +1,48 @@
+"""Dropout with a cheaper random mask on CPU.
+
+On CPU, ``torch.bernoulli_`` draws one 32-bit random number per element and dominates a distillation step's dropout
+(about 45 ms for the ``[32, 12, 128, 128]`` attention probabilities of one layer on 2 cores, 16% of a bf16 step).
+:func:`dropout` draws 64 random bits per 4 elements instead (one ``random_`` over int64, viewed as int16) and keeps an
+element when its 16 bits are at or above ``round(p * 65536)``: every element is dropped independently with probability
+``round(p * 65536) / 65536`` (within 7.7e-6 of ``p``) and the kept ones are scaled by the exact inverse of the keep
+probability, so the expected output is the input, as with :func:`torch.nn.functional.dropout`. The bits come from
+torch's default CPU generator, so seeding and checkpointed RNG states reproduce them. Off CPU (CUDA's dropout is fused
+and cheap) and in eval mode it is ``F.dropout``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+#: Resolution of the drop probability: one 16-bit draw per element.
+LEVELS = 1 << 16
+
+
+def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """``F.dropout(x, p, training)`` with 16-bit random masks on CPU (see the module docstring)."""
+    if not training or p == 0.0 or x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training)
+    n = x.numel()
+    bits = x.new_empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1)
+    threshold = min(round(p * LEVELS), LEVELS - 1)
+    keep = (bits.view(torch.int16)[:n] >= threshold - LEVELS // 2).view(x.shape)
+    return x.where(keep, 0.0).mul_(LEVELS / (LEVELS - threshold))
+
+
+class FastDropout(nn.Dropout):
+    """``nn.Dropout`` that computes :func:`dropout` (same ``p``, same module tree, no parameters)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+
+def use_fast_dropout(model: nn.Module) -> int:
+    """Turn every plain ``nn.Dropout`` of ``model`` into :class:`FastDropout` in place; returns how many."""
+    n = 0
+    for m in model.modules():
+        if type(m) is nn.Dropout:
+            m.__class__ = FastDropout
+            n += 1
+    return n
