@@ -6,7 +6,9 @@ recipe overrides (e.g. ``train.num_workers=0``), ``--no-dropout``, ``--eager-att
 eager attention instead of SDPA, i.e. every layer materialises its attention probabilities as ``output_attentions``
 requires; the objective recomputes them from Q and K), ``--recompute-attention`` (the student's mapped layers on SDPA
 and their attention probabilities recomputed from the captured Q and K, as before the kernel handed them over),
-``--no-truncate`` (the teacher runs all its layers even when the mapping stops earlier).
+``--no-truncate`` (the teacher runs all its layers even when the mapping stops earlier), ``--torch-dropout``
+(torch's dropout, one Bernoulli draw per element, instead of :mod:`bertpress.models.dropout`'s 16-bit masks),
+``--foreach-adamw`` (the multi-tensor AdamW instead of the fused kernel).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import json
 import tempfile
 from pathlib import Path
 
+import torch
 from common import StepClock, base_parser, finish, recipe
 from torch import nn
+from torch.nn import functional as F
 
 from bertpress.models import attention
 from bertpress.models.features import FeatureTap
+from bertpress.train import distiller as loop
 from bertpress.train.callbacks import Callback
 from bertpress.train.distiller import Distiller
 from bertpress.train.run import distill
@@ -53,7 +58,14 @@ def main() -> None:
     p.add_argument("--eager-attention", action="store_true")
     p.add_argument("--no-truncate", action="store_true")
     p.add_argument("--recompute-attention", action="store_true")
+    p.add_argument("--torch-dropout", action="store_true")
+    p.add_argument("--foreach-adamw", action="store_true")
     args = p.parse_args()
+    if args.torch_dropout:
+        attention.fast_dropout = lambda x, prob, training=True: F.dropout(x, prob, training)
+        loop.use_fast_dropout = lambda model: 0
+    if args.foreach_adamw:
+        loop.adamw = lambda groups, lr, **kw: torch.optim.AdamW(groups, lr=lr, foreach=True, **kw)
     if args.recompute_attention or args.eager_attention:  # no model type takes its matrices from the kernel
         attention.CAPTURE_TYPES = frozenset()
     max_steps = args.warmup + args.steps
@@ -65,7 +77,8 @@ def main() -> None:
     train = [r for r in rows if r["split"] == "train"]
     finish(args.out, {"system": "bertpress", "losses": [r["loss"] for r in train], "dropout": not args.no_dropout,
                       "overrides": args.set, "eager_attention": args.eager_attention,
-                      "recompute_attention": args.recompute_attention,
+                      "recompute_attention": args.recompute_attention, "torch_dropout": args.torch_dropout,
+                      "foreach_adamw": args.foreach_adamw,
                       "truncate": not args.no_truncate, "frozen": result.summary["frozen"],
                       "mapping": result.summary["mapping"]},
            clock, args.warmup, args.steps)

@@ -44,6 +44,8 @@ ABLATIONS: list[tuple[str, str, list[str]]] = [
     ("recompute_attention", "mapped student layers on SDPA, attention recomputed from Q/K (no kernel hand-over)",
      ["--recompute-attention"]),
     ("eager_attention", "eager attention in every layer (no SDPA; what output_attentions needs)", ["--eager-attention"]),
+    ("torch_dropout", "torch's dropout (one Bernoulli draw per element) instead of 16-bit masks", ["--torch-dropout"]),
+    ("foreach_adamw", "multi-tensor (foreach) AdamW instead of the fused kernel", ["--foreach-adamw"]),
     ("no_prefetch", "no dataloader worker (num_workers=0)", ["--set", "train.num_workers=0"]),
     ("freeze_embeddings", "freeze_embeddings=true (no optimizer update of the 30522 x 384 matrix)",
      ["--set", "train.freeze_embeddings=true"]),
