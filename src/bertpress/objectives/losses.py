@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bertpress.models.attention import head_scores
+from bertpress.models.attention import head_scores, no_padding
 from bertpress.registry import Registry
 
 LOSSES: Registry[Callable[..., Tensor]] = Registry("loss")
@@ -95,12 +95,6 @@ def relation_logits(a: Tensor, b: Tensor, num_heads: int) -> Tensor:
     return head_scores(a, b, num_heads)
 
 
-def _all_real(mask: Tensor | None) -> bool:
-    """No padding: ``mask`` is None, or all ones on CPU (there the check costs no device synchronisation; on an
-    accelerator the masked path runs, which gives the same value)."""
-    return mask is None or (mask.device.type == "cpu" and bool(mask.all()))
-
-
 def _pair_mask(mask: Tensor | None, ref: Tensor) -> Tensor:
     """``[batch, 1, seq, seq]`` boolean mask of (query, key) pairs that are both real tokens."""
     m = torch.ones(ref.shape[0], ref.shape[-1], dtype=torch.bool, device=ref.device) if mask is None else mask.bool()
@@ -113,7 +107,7 @@ def attention_score_mse(student_scores: Tensor, teacher_scores: Tensor, mask: Te
 
     ``L = mean_{h, i, j real} (S^s_{hij} − S^t_{hij})²``
     """
-    if _all_real(mask):  # one fused kernel forward and backward
+    if no_padding(mask):  # one fused kernel forward and backward
         return F.mse_loss(student_scores.float(), teacher_scores.float())
     sq = (student_scores.float() - teacher_scores.float()).pow(2)
     pair = _pair_mask(mask, student_scores).to(sq.dtype)
