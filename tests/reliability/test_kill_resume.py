@@ -39,7 +39,10 @@ def setup(tmp_path_factory, tiny_teacher_mlm, tiny_corpus):
 
 def _run(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+    # Ctrl-C as in a terminal: a shell's background job (``pytest ... &``) passes SIGINT ignored to its children,
+    # and Python then installs no KeyboardInterrupt handler
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=env, timeout=300,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.parametrize(("point", "step", "complete_before"), [

@@ -93,7 +93,9 @@ def test_ctrl_c_mid_evaluation_exits_cleanly(search_recipe, synth, tmp_path):
     path = write_recipe(tmp_path / "recipe.yaml", recipe)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SEARCH_DIR), *sys.path]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "bertpress", "search-mapping", str(path), "--output-dir",
-                             str(tmp_path / "s")], stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                             str(tmp_path / "s")], stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                            # as in a terminal, also under a shell's background job (which passes SIGINT ignored)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not synth.calls() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
