@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import StepClock, base_parser, finish, recipe
+from common import StepClock, base_parser, finish, recipe, step_clock
 from torch import nn
 from torch.nn import functional as F
 
@@ -69,10 +69,11 @@ def main() -> None:
     if args.recompute_attention or args.eager_attention:  # no model type takes its matrices from the kernel
         attention.CAPTURE_TYPES = frozenset()
     max_steps = args.warmup + args.steps
-    clock = StepClock(sample_after=args.warmup)
+    clock = step_clock(args)
     timed = Timed(clock, dropout=not args.no_dropout, eager=args.eager_attention, truncate=not args.no_truncate)
     with tempfile.TemporaryDirectory() as tmp:
-        result = distill(recipe(Path(tmp) / "run", max_steps), overrides=args.set, overwrite=True, callbacks=[timed])
+        result = distill(recipe(Path(tmp) / "run", max_steps, args.teacher, args.batch_size), overrides=args.set,
+                         overwrite=True, callbacks=[timed])
         rows = [json.loads(line) for line in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["split"] == "train"]
     finish(args.out, {"system": "bertpress", "losses": [r["loss"] for r in train], "dropout": not args.no_dropout,

@@ -18,7 +18,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,19 +54,19 @@ def corpus_glob() -> str:
     return str(data_root() / "corpus" / "enwiki-wikiextractor-2015" / "AA" / "wiki_*.gz")
 
 
-def recipe(output_dir: Path, max_steps: int) -> dict[str, Any]:
+def recipe(output_dir: Path, max_steps: int, teacher: str = TEACHER, batch_size: int = BATCH_SIZE) -> dict[str, Any]:
     """The bertpress recipe of the work (its defaults for everything the issue does not fix)."""
     return {
         "name": "bench-throughput",
         "seed": SEED,
         "output_dir": str(output_dir),
-        "teacher": {"name_or_path": TEACHER},
+        "teacher": {"name_or_path": teacher},
         "student": {"num_layers": STUDENT_LAYERS, "init": "select"},
         "data": {"sources": [corpus_glob()], "block_size": BLOCK_SIZE},
         "objective": {"name": "tinybert", "embedding": 1.0, "hidden": 1.0, "attention": 1.0,
                       "attention_on": "probabilities"},
         "mapping": {"strategy": "uniform"},
-        "train": {"max_steps": max_steps, "batch_size": BATCH_SIZE, "lr": LR, "warmup_ratio": WARMUP_RATIO,
+        "train": {"max_steps": max_steps, "batch_size": batch_size, "lr": LR, "warmup_ratio": WARMUP_RATIO,
                   "weight_decay": WEIGHT_DECAY, "max_grad_norm": MAX_GRAD_NORM, "log_every": 1,
                   "eval_every": 0, "eval_batches": 1, "save_every": 0,
                   "mixed_precision": "no"},  # the fp32 path the reference loops compute; bf16 is a row of its own
@@ -87,7 +87,7 @@ def no_dropout(config: PretrainedConfig) -> PretrainedConfig:
 
 # -- models and data for the two reference loops ------------------------------------------------------------------
 
-def eager_models(dropout: bool) -> tuple[PreTrainedModel, PreTrainedModel, list[int], Any]:
+def eager_models(dropout: bool, teacher_name: str = TEACHER) -> tuple[PreTrainedModel, PreTrainedModel, list[int], Any]:
     """(teacher, select-initialised student, mapping, tokenizer) with eager attention, as ``output_attentions`` needs.
 
     Built with bertpress's own constructors, so the three runners start from bit-identical weights.
@@ -97,7 +97,7 @@ def eager_models(dropout: bool) -> tuple[PreTrainedModel, PreTrainedModel, list[
     from bertpress.models.teacher import load_teacher
     from bertpress.objectives import resolve_mapping
 
-    teacher = load_teacher(TEACHER)
+    teacher = load_teacher(teacher_name)
     config = student_config(teacher.model.config, StudentShape(num_layers=STUDENT_LAYERS))
     if not dropout:
         config = no_dropout(config)
@@ -110,7 +110,7 @@ def eager_models(dropout: bool) -> tuple[PreTrainedModel, PreTrainedModel, list[
     return teacher.model, student, mapping, teacher.tokenizer
 
 
-def batches(tokenizer, max_steps: int) -> DataLoader:
+def batches(tokenizer, max_steps: int, batch_size: int = BATCH_SIZE) -> DataLoader:
     """The batches bertpress trains on, in its order: ``ResumableBatchSampler`` over the packed corpus's training
     blocks (same cache, same seed), as ``{input_ids, attention_mask}`` dicts, without worker processes."""
     from bertpress.data.corpus import load_corpus
@@ -118,7 +118,7 @@ def batches(tokenizer, max_steps: int) -> DataLoader:
     from bertpress.train.data import BlockDataset, ResumableBatchSampler
 
     corpus = load_corpus(DataSpec(sources=[corpus_glob()], block_size=BLOCK_SIZE), tokenizer, seed=SEED)
-    sampler = ResumableBatchSampler(len(corpus.train_index), BATCH_SIZE, SEED, start=0, total=max_steps)
+    sampler = ResumableBatchSampler(len(corpus.train_index), batch_size, SEED, start=0, total=max_steps)
     pad = tokenizer.pad_token_id
 
     def collate(rows: list[Tensor]) -> dict[str, Tensor]:
@@ -149,8 +149,13 @@ class StepClock:
     step end (gradient clipping + AdamW), and *data & other* is the rest (batch fetch, scheduler, zero_grad, logging).
     """
 
-    def __init__(self, sample_after: int = 0) -> None:
+    def __init__(self, sample_after: int = 0, tokens_per_step: int = TOKENS_PER_STEP,
+                 sync: Callable[[], None] | None = None, sync_at: Sequence[int] = ()) -> None:
         self.events: list[tuple[str, float]] = []
+        self.tokens_per_step = tokens_per_step
+        #: on an accelerator: wait for the device at the ends of steps ``sync_at`` only (the first and last timed
+        #: boundaries), so the loops keep whatever overlap of host and device they have; phases are not timed there
+        self.sync, self.sync_at = sync, set(sync_at)
         self.sample_after = sample_after  # memory is sampled at the end of this step (the last untimed one)
         self.memory: dict[str, float] = {}
         self.n_steps = 0
@@ -164,6 +169,8 @@ class StepClock:
 
     def _step_end(self, *_args: Any) -> None:
         self.n_steps += 1
+        if self.sync is not None and self.n_steps in self.sync_at:
+            self.sync()
         if self.n_steps == self.sample_after:
             self._sample_memory()  # before the mark: not part of a timed step
         self.cpu_ends.append(time.process_time())
@@ -228,9 +235,9 @@ class StepClock:
         step_s = [b - a for a, b in zip(ends[warmup - 1:warmup + steps - 1], ends[warmup:warmup + steps],
                                         strict=True)]
         cpu = self.cpu_ends[warmup + steps - 1] - self.cpu_ends[warmup - 1]
-        return {"timed_s": total, "tokens_per_s": steps * TOKENS_PER_STEP / total, "step_s": step_s,
-                "cpu_s": cpu, "tokens_per_cpu_s": steps * TOKENS_PER_STEP / cpu,
-                "phases_ms": {k: 1000 * v / steps for k, v in phases.items()}}
+        n = steps * self.tokens_per_step
+        return {"timed_s": total, "tokens_per_s": n / total, "step_s": step_s, "cpu_s": cpu, "tokens_per_cpu_s": n / cpu,
+                "phases_ms": None if self.sync else {k: 1000 * v / steps for k, v in phases.items()}}
 
 
 @dataclass
@@ -250,17 +257,29 @@ class ReferenceRun:
 def reference_run(args: argparse.Namespace) -> ReferenceRun:
     """Set up a reference loop (TextBrewer or the plain loop) from the shared command-line arguments."""
     max_steps = args.warmup + args.steps
-    teacher, student, mapping, tokenizer = eager_models(dropout=not args.no_dropout)
-    loader = batches(tokenizer, max_steps)
+    teacher, student, mapping, tokenizer = eager_models(dropout=not args.no_dropout, teacher_name=args.teacher)
+    teacher.to(args.device)
+    student.to(args.device)
+    loader = batches(tokenizer, max_steps, args.batch_size)
     opt, schedule = optimizer_and_schedule(student, max_steps)
-    clock = StepClock(sample_after=args.warmup).install(teacher, student)
+    clock = step_clock(args).install(teacher, student)
     teacher.eval()
     student.train()
     return ReferenceRun(teacher, student, mapping, loader, opt, schedule, clock, max_steps)
 
 
+def step_clock(args: argparse.Namespace) -> StepClock:
+    """The clock of a run with the shared arguments (device synchronisation at the timed window's ends on CUDA)."""
+    cuda = args.device.startswith("cuda")
+    return StepClock(sample_after=args.warmup, tokens_per_step=args.batch_size * BLOCK_SIZE,
+                     sync=torch.cuda.synchronize if cuda else None, sync_at=(args.warmup, args.warmup + args.steps))
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the reference loops; bertpress: accelerate's)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--teacher", default=TEACHER, help="teacher model (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--no-dropout", action="store_true", help="dropout off (equivalence check)")
@@ -278,6 +297,7 @@ def finish(out: Path, result: dict[str, Any], clock: StepClock, warmup: int, ste
         "load_average_end": list(os.getloadavg()),
         "process_wall_s": time.time() - psutil.Process().create_time(),
         "torch_threads": torch.get_num_threads(),
+        "peak_device_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_initialized() else None,
         "python": sys.version.split()[0],
     })
     out.write_text(json.dumps(result, indent=1))

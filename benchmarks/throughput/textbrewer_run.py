@@ -55,7 +55,7 @@ def main() -> None:
     run = reference_run(args)  # TextBrewer builds its own scheduler from the same class and arguments
     max_steps = run.max_steps
     with tempfile.TemporaryDirectory() as tmp:
-        train_config = TrainingConfig(device="cpu", output_dir=tmp, ckpt_steps=max_steps, log_dir=None)
+        train_config = TrainingConfig(device=args.device, output_dir=tmp, ckpt_steps=max_steps, log_dir=None)
         distill_config = DistillationConfig(kd_loss_weight=0.0, intermediate_matches=matches(run.mapping))
         distiller = RecordingDistiller(train_config, distill_config, run.teacher, run.student, adaptor, adaptor)
         distiller.losses = []
