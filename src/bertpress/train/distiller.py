@@ -65,7 +65,6 @@ class DistillModule(nn.Module):
         super().__init__()
         self.student, self.objectives = student, nn.ModuleList(objectives)
         self.parts = anatomy(student)
-        use_fast_dropout(student)  # the student's dropout draws 16-bit masks on CPU (bertpress.models.dropout)
         if compile_student:
             # compile the hook-free blocks of every layer (attention output, FFN) in place: LayerNorm, GELU,
             # dropout and residual adds fuse, while the hooked Q/K/V projections stay eager (no graph breaks)
@@ -115,6 +114,7 @@ class Distiller:
         self.batcher = self.batchers["transfer"]
         # ``module``: another trainable part with DistillModule's interface (a supernet's, bertpress.nas.training)
         self.module = module or DistillModule(student, [s.objective for s in self.stages], compile_student=train.compile)
+        use_fast_dropout(self.module.student)  # 16-bit dropout masks on CPU (bertpress.models.dropout)
         self.teacher_tap: FeatureTap | None = None
         #: the teacher forward of training batches, when a cohort shares one (``inputs -> Features``)
         self.shared_teacher: Callable[[dict[str, Tensor]], Features] | None = None
