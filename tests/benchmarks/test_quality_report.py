@@ -108,3 +108,25 @@ def test_shipped_recipe_is_the_yaml_but_for_paths(tmp_path, monkeypatch, benchma
     assert (got["seed"], got["data"]["block_size"]) == (shipped["seed"], shipped["data"]["block_size"])
     with pytest.raises(SystemExit, match="no-such-recipe.yaml does not exist"):
         quality.shipped_recipe("no-such-recipe", tmp_path)
+
+
+def test_finetune_margins(tmp_path, benchmark_script):
+    def model(label, role, average, rte, rte_std, sst2):
+        return {"label": label, "role": role, "average": average, "tasks": {
+            "rte": {"mean": {"score": rte}, "std": {"score": rte_std}, "n": 3},
+            "sst2": {"mean": {"score": sst2}, "std": {}, "n": 1}}}
+
+    report = {"tasks": [{"name": "rte", "title": "RTE"}, {"name": "sst2", "title": "SST-2"}],
+              "models": [model("teacher", "teacher", 80.0, 60.0, 1.0, 90.0),
+                         model("copy-1-3-5", "student", 60.0, 50.0, 3.0, 80.0),  # a baseline, not the best
+                         model("copy-1-3-6", "student", 70.0, 55.0, 3.0, 85.0),  # the best baseline
+                         model("cand", "student", 76.0, 60.0, 4.0, 86.5)]}
+    benchmark_script("quality").write_margins(report, tmp_path)
+    md = (tmp_path / "margins.md").read_text()
+    assert "(`copy-1-3-6`, average 70.0)" in md
+    assert "| cand | +5.0 ± 5.0 | +1.5 | +6.0 | 95.0% |" in md  # 5.0 is not beyond hypot(4, 3) = 5.0
+    assert "copy-1-3-6 keeps 87.5%" in md
+    report["models"][3]["tasks"]["rte"]["mean"]["score"] = 61.0
+    benchmark_script("quality").write_margins(report, tmp_path)
+    assert "| cand | **+6.0 ± 5.0** |" in (tmp_path / "margins.md").read_text()
+    assert (tmp_path / "results.png").stat().st_size > 1000
