@@ -6,8 +6,8 @@ that fused kernels (SDPA) never materialise. Recomputing them from the captured 
 ``AttentionInterface`` (``_supports_attention_backend``: BERT, RoBERTa, ELECTRA, DistilBERT, ALBERT, ...) are
 switched to the ``bertpress`` implementation registered here: layers with a :class:`Capture` slot run the eager
 computation once and hand over its scores/probabilities (the ones the layer's output is computed from, before
-attention dropout; the dropout is :mod:`bertpress.models.dropout`'s); every other layer calls SDPA as before. Masks are prepared as for SDPA (boolean, or none when
-nothing is padded).
+attention dropout, which is :mod:`bertpress.models.dropout`'s); every other layer calls SDPA as before. Masks are
+prepared as for SDPA (boolean, or none when nothing is padded).
 """
 
 from __future__ import annotations
