@@ -6,10 +6,9 @@ import torch
 from safetensors.torch import load_file
 
 from bertpress.errors import BertpressError
-from bertpress.models.features import teacher_forward
+from bertpress.models.features import model_inputs, teacher_forward
 from bertpress.recipe import recipe_from_dict
 from bertpress.train.cohort import check_cohort
-from bertpress.train.data import model_inputs
 from bertpress.train.metrics import read_metrics
 from bertpress.train.run import distill, prepare_run
 

@@ -222,3 +222,8 @@ def teacher_forward(tap: FeatureTap, *, inference_mode: bool = True, **inputs: T
         return feats.cloned()
     with torch.no_grad():
         return tap(**inputs)
+
+
+def model_inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The keys of ``batch`` an encoder's forward takes (the rest are labels, masking targets, positions)."""
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import anatomy
-from bertpress.models.features import FeatureRequest, Features, FeatureTap
+from bertpress.models.features import FeatureRequest, Features, FeatureTap, model_inputs
 from bertpress.nas.space import Arch, ArchSpace
 from bertpress.nas.supernet import Supernet
 from bertpress.objectives.base import Objective
@@ -146,7 +146,7 @@ class SupernetModule(nn.Module):
 
     def features(self, arch: Arch, batch: dict[str, Any]) -> Features:
         """What the active objective reads of sub-network ``arch`` on ``batch``."""
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        inputs = model_inputs(batch)
         return self._tap(arch)(**inputs)
 
     def _tap(self, arch: Arch, teaching: bool = False) -> FeatureTap:
@@ -180,7 +180,7 @@ class SupernetModule(nn.Module):
                              runner=_Slice(self.supernet, arch, parts.base))
             self._blocks[arch] = (tap, _BlockFeed(parts.layers, starts, dims), pairs)
         tap, feed, pairs = self._blocks[arch]
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        inputs = model_inputs(batch)
         feed.dims = feed.dims.to(batch["input_ids"].device)  # once: a no-op after the first batch
         feed.teacher = teacher.hidden
         try:
@@ -211,7 +211,7 @@ class SupernetModule(nn.Module):
         sums: dict[str, Tensor] = {}
         counts: dict[str, int] = {}
         teaching = self.inplace and self.training and "position" in batch
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        inputs = model_inputs(batch)
         blockwise = self.supernet.blocks is not None and self.training and "position" in batch
         for role, arch in self.archs(batch):
             if blockwise:

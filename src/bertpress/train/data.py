@@ -101,7 +101,3 @@ class Batcher:
                 generator=gen, probability=self.probability)
         return batch
 
-
-def model_inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The keys of ``batch`` an encoder's forward takes (the rest are labels, masking targets, positions)."""
-    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}

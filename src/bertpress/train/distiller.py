@@ -29,7 +29,7 @@ from bertpress.data.corpus import PackedCorpus
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import anatomy
 from bertpress.models.dropout import use_fast_dropout
-from bertpress.models.features import Features, FeatureTap, teacher_forward
+from bertpress.models.features import Features, FeatureTap, model_inputs, teacher_forward
 from bertpress.models.teacher import Teacher
 from bertpress.objectives.base import Objective
 from bertpress.optim import adamw, decay_groups
@@ -42,7 +42,7 @@ from bertpress.train.checkpoint import (
     load_extra,
     save_checkpoint,
 )
-from bertpress.train.data import Batcher, BlockDataset, LabelledDataset, ResumableBatchSampler, model_inputs
+from bertpress.train.data import Batcher, BlockDataset, LabelledDataset, ResumableBatchSampler
 from bertpress.train.early_stopping import BestWeights
 from bertpress.train.metrics import MetricsLog
 from bertpress.train.nonfinite import NonFiniteGuard

@@ -15,8 +15,8 @@ from torch import nn
 
 from bertpress.data.corpus import PackedCorpus
 from bertpress.models.anatomy import Anatomy
-from bertpress.models.features import FeatureTap, teacher_forward
-from bertpress.train.data import Batcher, model_inputs
+from bertpress.models.features import FeatureTap, model_inputs, teacher_forward
+from bertpress.train.data import Batcher
 from bertpress.train.stages import Stage, trainable_ids
 
 log = logging.getLogger(__name__)
