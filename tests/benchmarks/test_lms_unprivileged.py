@@ -97,3 +97,35 @@ def test_report_on_fixture_results(benchmark_script, tmp_path):
     assert "| proxy fitness | +1.00 |" in md
     bench.plot(result, tmp_path / "u.png")
     assert (tmp_path / "u.png").stat().st_size > 1000
+
+
+def test_rank_arms_run_fewer_seeds_and_correlation_uses_the_shared_ones(benchmark_script, monkeypatch, tmp_path):
+    """The searched mapping and the heuristics get every seed, the other arms ``--rank-seeds``; the proxy-vs-full
+    correlation ranks all arms on the seeds they share, not on averages over different seed sets."""
+    import argparse
+
+    bench = benchmark_script("lms", "unprivileged")
+    arms = {"searched": [3, 4, 5, 6], "uniform": [2, 3, 4, 6], "last": [3, 4, 5, 6], "skip": [1, 3, 4, 5],
+            "rank1-1-2-3": [1, 1, 2, 3]}
+    monkeypatch.setattr(bench, "arms_of", lambda args: arms)
+    args = argparse.Namespace(work=tmp_path, eval_seeds=[1, 2, 3], rank_seeds=[1])
+    groups = bench.eval_groups(args)
+    assert groups["compare"] == ([[3, 4, 5, 6], [2, 3, 4, 6], [1, 3, 4, 5]], [1, 2, 3])
+    assert groups["ranks"] == ([[1, 1, 2, 3]], [1])
+
+    def row(label, by_seed):
+        return {"label": label, "tasks": {t: {"runs": [{"seed": s, "metrics": {"score": v}} for s, v in
+                                                       by_seed.items()]} for t in TASKS}}
+
+    # seed 1 orders 1-1-2-3 > 2-3-4-6 > 3-4-5-6 > 1-3-4-5; the 3-seed averages would put 3-4-5-6 first
+    full = bench.full_scores({"models": [row("3-4-5-6", {1: 50.0, 2: 70.0, 3: 70.0}),
+                                         row("2-3-4-6", {1: 55.0, 2: 56.0, 3: 57.0}),
+                                         row("1-3-4-5", {1: 40.0, 2: 41.0, 3: 42.0}),
+                                         row("1-1-2-3", {1: 60.0})]})
+    assert full["1-1-2-3"]["seeds"] == [1] and full["1-1-2-3"]["std"] == 0.0
+    fitness = {"1-1-2-3": 4.0, "2-3-4-6": 3.0, "3-4-5-6": 2.0, "1-3-4-5": 1.0}
+    records = {lab: _record([int(x) for x in lab.split("-")], f) for lab, f in fitness.items()}
+    a = bench.analyse(arms, records, full, {lab: 10 - f for lab, f in fitness.items()})
+    assert a["correlation_seeds"] == [1]
+    assert a["correlation"]["proxy fitness"]["spearman"] == pytest.approx(1.0)
+    assert a["best_heuristic"] == "last" and a["comparison"] is None
