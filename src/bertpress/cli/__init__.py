@@ -13,7 +13,7 @@ from bertpress import __version__, progress
 from bertpress.errors import BertpressError
 
 #: Verb modules under ``bertpress.cli``; each defines ``register(subparsers)`` and sets ``func`` on its parser.
-VERBS = ("distill", "evaluate", "quickstart", "recipe", "search_mapping", "search_arch", "push", "export", "cvt")
+VERBS = ("distill", "evaluate", "quickstart", "recipe", "search_mapping", "search_arch", "merge_blocks", "push", "export", "cvt")
 
 
 def _common(default: object) -> argparse.ArgumentParser:

@@ -72,6 +72,16 @@ class Supernet:
         n, size = self.blocks, self.parts.num_layers // self.blocks
         return [[b * size + j + 1 for j in range(arch.layers // n + (b < arch.layers % n))] for b in range(n)]
 
+    def block_part(self, arch: Arch, block: int) -> tuple[Arch, ExtractionPlan]:
+        """``arch``'s layers in block ``block`` (0-based) as a sub-network of their own: its shape and units (those
+        ``arch`` uses there), which a block process runs alone (``supernet.block``)."""
+        full = self.plan(arch)
+        group = self.block_groups(arch)[block]
+        at = [full.layers.index(x) for x in group]
+        plan = ExtractionPlan(layers=group, hidden_dims=full.hidden_dims, heads=[full.heads[i] for i in at],
+                              head_dims=[full.head_dims[i] for i in at], neurons=[full.neurons[i] for i in at])
+        return Arch(len(group), arch.hidden, arch.heads, arch.ffn), plan
+
     def layers(self, arch: Arch) -> list[int]:
         """The 1-based supernet layers of ``arch``."""
         if self.blocks is not None:
@@ -124,11 +134,12 @@ class Supernet:
         """``arch``'s weights: differentiable slices of the supernet's parameters, by the shell's names."""
         return sliced_parameters(self.model, self.shell(arch), self.plan(arch))
 
-    def __call__(self, arch: Arch, module: nn.Module | None = None, **inputs: Tensor) -> Any:
+    def __call__(self, arch: Arch, module: nn.Module | None = None, plan: ExtractionPlan | None = None,
+                 **inputs: Tensor) -> Any:
         """Run sub-network ``arch`` on ``inputs`` (``module``: a submodule of its shell to call instead, e.g. the
-        encoder without the MLM head)."""
+        encoder without the MLM head; ``plan``: its units, if not :meth:`plan`'s, e.g. a :meth:`block_part`)."""
         shell = self.shell(arch)
-        params = sliced_parameters(self.model, shell, self.plan(arch))
+        params = sliced_parameters(self.model, shell, plan or self.plan(arch))
         if module is None or module is shell:
             return torch.func.functional_call(shell, params, args=(), kwargs=inputs)
         prefix = next(n for n, m in shell.named_modules() if m is module)

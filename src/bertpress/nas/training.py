@@ -15,8 +15,10 @@ Block-wise training (NAS-BERT, Xu et al., KDD 2021, sec. 3.2; ``supernet.blocks`
 of equal depth and a sub-network's layers in block ``b`` learn to map the teacher's output of block ``b - 1`` (on
 the sub-network's hidden dims) to the teacher's output of block ``b``, by the hidden-state MSE
 (:func:`bertpress.objectives.losses.hidden_mse`); the first block reads the sub-network's own embeddings. No
-gradient crosses a block boundary, so the blocks train independently of one another. Validation, shrinking and
-``search-arch`` still score sub-networks end to end with the recipe's objective.
+gradient crosses a block boundary, so the blocks train independently of one another: with ``supernet.block`` a
+process trains one block alone (running only that block's layers), and :mod:`bertpress.train.merge` joins the
+block processes' supernets into one. Validation, shrinking and ``search-arch`` still score sub-networks end to end
+with the recipe's objective.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from bertpress.errors import BertpressError
+from bertpress.init.extract import ExtractionPlan
 from bertpress.models.anatomy import anatomy
 from bertpress.models.features import FeatureRequest, Features, FeatureTap, model_inputs
 from bertpress.nas.space import Arch, ArchSpace
@@ -76,13 +79,14 @@ def _detached(feats: Features) -> Features:
 
 
 class _Slice:
-    """Runs sub-network ``arch`` (its encoder, or the whole model for logits) as a slice of the supernet."""
+    """Runs sub-network ``arch`` (its encoder, or the whole model for logits) as a slice of the supernet; ``plan``:
+    its units, if not the supernet's plan of ``arch`` (a block part)."""
 
-    def __init__(self, supernet: Supernet, arch: Arch, module: nn.Module) -> None:
-        self.supernet, self.arch, self.module = supernet, arch, module
+    def __init__(self, supernet: Supernet, arch: Arch, module: nn.Module, plan: ExtractionPlan | None = None) -> None:
+        self.supernet, self.arch, self.module, self.plan = supernet, arch, module, plan
 
     def __call__(self, **inputs: Tensor) -> Any:
-        return self.supernet(self.arch, module=self.module, **inputs)
+        return self.supernet(self.arch, module=self.module, plan=self.plan, **inputs)
 
 
 class _BlockFeed:
@@ -111,12 +115,15 @@ class SupernetModule(nn.Module):
     """The trainable part of a supernet run: the supernet (``student``) and its stages' supernet objectives."""
 
     def __init__(self, supernet: Supernet, objectives: Sequence[SupernetObjective], *, seed: int,
-                 sampling: str = "sandwich", random: int = 2, inplace: bool = False) -> None:
+                 sampling: str = "sandwich", random: int = 2, inplace: bool = False, block: int | None = None) -> None:
         super().__init__()
         if inplace and sampling != "sandwich":
             raise BertpressError("supernet.inplace: the largest sub-network teaches the others, so it must train in "
                                  "every step: use sampling: sandwich")
-        self.inplace = inplace
+        if block is not None and not (supernet.blocks and 0 <= block < supernet.blocks):
+            raise BertpressError(f"supernet.block {block}: needs block-wise training (supernet.blocks) and a block "
+                                 "index in 0..blocks-1")
+        self.inplace, self.block = inplace, block
         self.supernet, self.student = supernet, supernet.model
         self.objectives = nn.ModuleList(objectives)
         self.parts = anatomy(self.student)
@@ -164,20 +171,26 @@ class SupernetModule(nn.Module):
     def block_losses(self, arch: Arch, batch: dict[str, Any], teacher: Features) -> Tensor:
         """Block-wise training's loss of ``arch``: the sum over blocks of the MSE between the sub-network's block
         output and the teacher's (on the sub-network's hidden dims), each block fed the teacher's previous-block
-        output."""
+        output. With ``block``, only that block runs (the first with the embeddings) and only its term is
+        computed: the same gradients for its parameters as the sum's."""
         if arch not in self._blocks:
-            shell = self.supernet.shell(arch)
-            parts = anatomy(shell)
             size = self.parts.num_layers // self.supernet.blocks
-            starts, pairs, done = {}, [], 0
-            for b, group in enumerate(self.supernet.block_groups(arch)):
-                if b:
-                    starts[done] = b * size  # shell layer `done` reads the teacher's output of block b
-                done += len(group)
-                pairs.append((done, (b + 1) * size))  # (sub-network hidden state, teacher hidden state)
             dims = torch.as_tensor(self.supernet.plan(arch).hidden_dims, dtype=torch.long)
+            if self.block is None:
+                parts, plan, shape = anatomy(self.supernet.shell(arch)), None, arch
+                starts, pairs, done = {}, [], 0
+                for b, group in enumerate(self.supernet.block_groups(arch)):
+                    if b:
+                        starts[done] = b * size  # shell layer `done` reads the teacher's output of block b
+                    done += len(group)
+                    pairs.append((done, (b + 1) * size))  # (sub-network hidden state, teacher hidden state)
+            else:  # this process's block alone: its layers run as a sub-network of their own
+                b = self.block
+                shape, plan = self.supernet.block_part(arch, b)
+                parts = anatomy(self.supernet.shell(shape))
+                starts, pairs = ({0: b * size} if b else {}), [(shape.layers, (b + 1) * size)]
             tap = FeatureTap(parts, FeatureRequest(hidden=frozenset(s for s, _ in pairs)),
-                             runner=_Slice(self.supernet, arch, parts.base))
+                             runner=_Slice(self.supernet, shape, parts.base, plan))
             self._blocks[arch] = (tap, _BlockFeed(parts.layers, starts, dims), pairs)
         tap, feed, pairs = self._blocks[arch]
         inputs = model_inputs(batch)

@@ -80,6 +80,14 @@ class Recipe(Strict):
                                                                     or self.supernet.depth != "leading"):
             raise ValueError("supernet.blocks: block-wise training feeds every block the teacher's, and takes each "
                              "block's leading layers: drop inplace and leave depth at leading")
+        if self.supernet is not None and self.supernet.block is not None:
+            sn = self.supernet
+            if sn.blocks is None or sn.block >= sn.blocks:
+                raise ValueError(f"supernet.block {sn.block}: names one of the supernet.blocks blocks, counted from 0: "
+                                 + ("set supernet.blocks" if sn.blocks is None else f"use 0..{sn.blocks - 1}"))
+            if sn.shrink is not None:
+                raise ValueError("supernet.block: progressive shrinking scores whole sub-networks, which differ "
+                                 "between the block processes until their blocks are merged: drop shrink")
         if self.supernet is not None and self.mapping.strategy == "explicit":
             raise ValueError("supernet: sub-networks of different depths need a mapping rule (uniform, last, skip): "
                              "explicit mapping.layers fit one depth only")

@@ -60,5 +60,8 @@ class SupernetSpec(Strict):
                                                        "many blocks of equal depth, each trained to map the "
                                                        "teacher's previous-block output to its block output (hidden "
                                                        "MSE); a sub-network takes the leading layers of every block")
+    block: int | None = Field(None, ge=0, description="with blocks: train only this block (0-based), so the blocks "
+                                                     "train in separate processes or machines at once; `bertpress "
+                                                     "merge-blocks` joins the finished runs into one supernet run")
     shrink: ShrinkSpec | None = Field(None, description="drop the worst shapes of each size bin from sampling every "
                                                         "N steps, e.g. {every: 200, fraction: 0.2} (docs/nas.md)")

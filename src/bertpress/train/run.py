@@ -218,7 +218,8 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
         if run.supernet is not None:  # sub-networks drawn per micro-batch train in place of the student
             sn = recipe.supernet
             module = SupernetModule(run.supernet, [s.objective for s in run.stages], seed=recipe.seed,
-                                    sampling=sn.sampling, random=sn.random, inplace=sn.inplace)
+                                    sampling=sn.sampling, random=sn.random, inplace=sn.inplace,
+                                    block=sn.block)
             if sn.shrink is not None:
                 k = sn.shrink
                 callbacks = [*callbacks, SpaceShrinking(k.every, k.fraction, k.bins, k.batches)]
