@@ -158,3 +158,51 @@ def test_ga_strategy_scores_at_most_its_evaluations_and_never_returns_a_shape_ov
     exact = search_arch(supernet_run, budgets, tmp_path / "ex", batches=2)
     assert everything["scored"] == exact["scored"] == exact["shapes"]  # the GA covers a small space entirely
     assert [p["arch"] for p in everything["picks"]] == [p["arch"] for p in exact["picks"]]
+
+
+def test_proxy_reranks_the_best_shapes_and_picks_distil_further(supernet_run, tmp_path):
+    """--proxy-tasks re-ranks each budget's best shapes by held-out loss with the evaluation proxy; --further-steps
+    distils the pick on its own, starting from exactly the extracted sub-network (init: pretrained)."""
+    from safetensors.torch import load_file
+    from search.lms_helpers import write_glue
+
+    data = write_glue(tmp_path / "data")
+    proxy = {"tasks": ["stsb-zeroshot"], "top": 3, "data_dir": str(data)}
+    report = search_arch(supernet_run, [Budget.parse("params=60000")], tmp_path / "out", batches=2, proxy=proxy,
+                         further_steps=4)
+    fits = sorted((r for r in report["archs"] if r["params"] <= 60000), key=lambda r: (r["heldout_loss"], r["params"]))
+    proxied = [r for r in report["archs"] if "proxy" in r]
+    assert [r["arch"] for r in proxied] != [] and {r["arch"] for r in proxied} == {r["arch"] for r in fits[:3]}
+    pick = report["picks"][0]
+    assert pick["proxy"] == max(r["proxy"] for r in proxied) and pick["arch"] in {r["arch"] for r in fits[:3]}
+    assert set(pick["proxy_scores"]) == {"stsb-zeroshot"}
+    further = json.loads((tmp_path / "out" / f"{pick['arch']}-distilled" / "bertpress.json").read_text())
+    assert further["init"]["name"] == "pretrained" and further["init"]["tensors_copied"] > 10
+    assert further["steps"] == pick["further"]["steps"] == 4 and further["recipe"]["supernet"] is None
+    start, end = load_file(f"{pick['dir']}/model.safetensors"), load_file(f"{pick['further']['dir']}/model.safetensors")
+    assert start.keys() == end.keys() and any(not torch.equal(start[k], end[k]) for k in start)
+    md = (tmp_path / "out" / "archs.md").read_text()
+    assert "re-ranked by the evaluation proxy (stsb-zeroshot" in md and "distilled 4 steps more" in md
+
+
+def test_pretrained_init_starts_from_the_model_and_checks_its_shape(supernet_run, tmp_path, tiny_teacher_bare,
+                                                                   tiny_corpus):
+    from bertpress.init.base import InitContext, initialise
+    from bertpress.train.build import build_run
+
+    net = ranked_supernet(supernet_run)
+    arch = Arch(2, 16, 2, 32)
+    net.extract(arch).save_pretrained(tmp_path / "sub")
+    r = recipe(tmp_path, tiny_teacher_bare, tiny_corpus, student={"num_layers": 2, "hidden_size": 16, "num_heads": 2,
+                                                                  "intermediate_size": 32, "init": "pretrained",
+                                                                  "init_args": {"path": str(tmp_path / "sub")}})
+    r.pop("supernet")
+    run = build_run(r)
+    plan = initialise("pretrained", InitContext(run.teacher, run.student, 0), {"path": str(tmp_path / "sub")})
+    assert plan["not_in_source"] == []
+    source = AutoModel.from_pretrained(tmp_path / "sub").state_dict()
+    assert all(torch.equal(v, source[k]) for k, v in run.student.state_dict().items())
+    with pytest.raises(BertpressError, match=r"its num_hidden_layers is 2, the student's 4: set the student's shape"):
+        build_run({**r, "student": {**r["student"], "num_layers": 4}})
+    with pytest.raises(BertpressError, match="no model there"):
+        build_run({**r, "student": {**r["student"], "init_args": {"path": str(tmp_path)}}})

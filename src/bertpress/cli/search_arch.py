@@ -25,6 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurements")
     p.add_argument("--latency-seq", type=int, default=128, help="sequence length of the latency measurements")
     p.add_argument("--threads", type=int, help="torch threads of the latency measurements (default: torch's)")
+    p.add_argument("--proxy-tasks", help="re-rank each budget's best shapes by the evaluation proxy on these tasks "
+                                         "(comma-separated, e.g. stsb-zeroshot or sst2,mrpc,stsb; fine-tunes "
+                                         "each candidate)")
+    p.add_argument("--proxy-top", type=int, default=3, help="shapes per budget re-ranked by the proxy")
+    p.add_argument("--data-dir", help="the proxy tasks' data (default $BERTPRESS_DATA)")
+    p.add_argument("--further-steps", type=int, default=0,
+                   help="distil each picked student this many steps more on its own (the run's recipe)")
     p.set_defaults(func=run)
 
 
@@ -37,14 +44,18 @@ def run(args: argparse.Namespace) -> int:
     latency = ({"batch": args.latency_batch, "seq": args.latency_seq, "threads": args.threads}
                if args.latency else None)
     out = Path(args.output_dir) if args.output_dir else Path(args.run_dir) / "students"
+    proxy = ({"tasks": args.proxy_tasks.split(","), "top": args.proxy_top, "data_dir": args.data_dir}
+             if args.proxy_tasks else None)
     report = search_arch(args.run_dir, budgets, out, batches=args.batches, latency=latency, strategy=args.strategy,
-                         evaluations=args.evaluations, seed=args.seed)
+                         evaluations=args.evaluations, seed=args.seed, proxy=proxy, further_steps=args.further_steps)
     for pick in report["picks"]:
         if pick.get("arch") is None:
             print(f"{pick['budget']}: no sub-network of the space fits")
         else:
             lat = f", {pick['latency_ms']:.2f} ms" if "latency_ms" in pick else ""
             print(f"{pick['budget']}: {pick['arch']} ({pick['params'] / 1e6:.2f}M parameters{lat}, held-out loss "
-                  f"{pick['heldout_loss']:.4f}) -> {pick['dir']}")
+                  f"{pick['heldout_loss']:.4f}"
+                  + (f", proxy {pick['proxy']:.2f}" if "proxy" in pick else "") + f") -> {pick['dir']}"
+                  + (f"; further distilled -> {pick['further']['dir']}" if "further" in pick else ""))
     print(f"report: {out / 'archs.md'}")
     return 0

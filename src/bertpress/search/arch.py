@@ -193,14 +193,33 @@ def genetic_search(genes: ArchGenes, fits: Callable[[Arch], bool], score: Callab
     return [genes.arch(g) for g in tried]
 
 
+def further_distill(run: Any, arch: Arch, start: Path, steps: int, out: Path) -> Any:
+    """Distil the sub-network extracted to ``start`` for ``steps`` more steps on its own: the supernet run's
+    recipe (teacher, corpus, objective, mapping rule, training settings) for a plain student of ``arch``'s shape
+    that starts from ``start`` (init ``pretrained``). Returns the run's result."""
+    from bertpress.train.run import distill
+
+    r = run.recipe.to_dict()
+    r.pop("supernet")
+    r["student"] = {**r["student"], "num_layers": arch.layers, "hidden_size": arch.hidden, "num_heads": arch.heads,
+                    "intermediate_size": arch.ffn, "init": "pretrained", "init_args": {"path": str(start)}}
+    r["train"] = {**r["train"], "max_steps": steps, "eval_every": steps, "save_every": steps}
+    return distill({**r, "name": f"{r['name']}-{arch.name}", "output_dir": str(out)}, overwrite=True)
+
+
 def search_arch(run_dir: str | Path, budgets: list[Budget], output_dir: str | Path, *, batches: int = 4,
                 latency: dict[str, Any] | None = None, strategy: str = "exhaustive", evaluations: int = 200,
-                seed: int = 0, params: GAParams = ARCH_GA) -> dict[str, Any]:
+                seed: int = 0, params: GAParams = ARCH_GA, proxy: dict[str, Any] | None = None,
+                further_steps: int = 0) -> dict[str, Any]:
     """Pick the best-scoring shape per budget and extract each pick into ``output_dir/<shape>``; ``latency``:
     measure a latency table with these options (``batch``, ``seq``, ``threads``, ``rounds``) and predict each
     shape's latency from it (needed by latency budgets). ``strategy``: ``exhaustive`` scores every shape (the pick
     is exact); ``ga`` runs a genetic search per budget scoring at most ``evaluations`` shapes within it (for spaces
-    too large to score; shapes one budget scored are free for the next). Writes ``archs.json`` and ``archs.md``."""
+    too large to score; shapes one budget scored are free for the next). ``proxy`` (``tasks``, ``top``, optional
+    ``data_dir`` and fine-tuning ``overrides``): re-rank the ``top`` shapes of each budget by held-out loss with the
+    evaluation proxy (:func:`bertpress.evaluate.proxy.proxy_scores` of the extracted shape; higher wins).
+    ``further_steps``: distil each pick that many steps more on its own (:func:`further_distill`), into
+    ``output_dir/<shape>-distilled``. Writes ``archs.json`` and ``archs.md``."""
     run_dir, out = Path(run_dir), Path(output_dir)
     if not budgets:
         raise BertpressError("search-arch needs at least one --budget, e.g. --budget params=8e6")
@@ -210,11 +229,17 @@ def search_arch(run_dir: str | Path, budgets: list[Budget], output_dir: str | Pa
         raise BertpressError(f"search-arch strategy {strategy!r}: use exhaustive or ga")
     if evaluations < 1:
         raise BertpressError(f"--evaluations {evaluations}: score at least one shape per budget")
+    if proxy is not None and (proxy.get("top", 0) < 1 or not proxy.get("tasks")):
+        raise BertpressError("the evaluation proxy needs tasks and top >= 1 (shapes re-ranked per budget), e.g. "
+                             "--proxy-tasks stsb-zeroshot --proxy-top 3")
+    if further_steps < 0:
+        raise BertpressError(f"--further-steps {further_steps}: give 0 (none) or a number of steps")
     scorer = ArchScorer(run_dir, batches=batches)
     run = scorer.run
     space = run.supernet.space
     report: dict[str, Any] = {"run": str(run_dir), "shapes": len(space.archs()), "batches": batches,
-                              "strategy": strategy}
+                              "strategy": strategy, **({"proxy": proxy} if proxy else {}),
+                              **({"further_steps": further_steps} if further_steps else {})}
     predict: Callable[[Arch], float] | None = None
     if latency is not None:
         def build(arch: Arch):
@@ -233,6 +258,20 @@ def search_arch(run_dir: str | Path, budgets: list[Budget], output_dir: str | Pa
                              **({"latency_ms": round(predict(arch), 3)} if predict is not None else {})}
         return records[arch]
 
+    def proxy_score(arch: Arch) -> float:
+        from bertpress.evaluate.proxy import proxy_scores
+
+        rec = record(arch)
+        if "proxy" not in rec:
+            where = out / "candidates" / arch.name
+            run.supernet.extract(arch).save_pretrained(where)
+            run.tokenizer.save_pretrained(where)
+            scores = proxy_scores(where, proxy.get("data_dir"), tasks=proxy["tasks"],
+                                  overrides=proxy.get("overrides", ()))
+            rec["proxy"] = scores.pop("fitness")
+            rec["proxy_scores"] = {k: v for k, v in scores.items() if not k.startswith("fitness")}
+        return rec["proxy"]
+
     if strategy == "exhaustive":
         scorer(space.archs())
     picks = []
@@ -248,12 +287,18 @@ def search_arch(run_dir: str | Path, budgets: list[Budget], output_dir: str | Pa
             picks.append({"budget": budget.name, "arch": None})
             log.warning("budget %s: no sub-network of the space fits", budget.name)
             continue
-        arch = min(feasible, key=lambda a: (scorer.losses[a], record(a)["params"]))
+        ranked = sorted(feasible, key=lambda a: (scorer.losses[a], record(a)["params"]))
+        arch = ranked[0] if proxy is None else max(ranked[:proxy["top"]], key=lambda a: (proxy_score(a), -ranked.index(a)))
         target = out / arch.name
         student = run.supernet.extract(arch)
         student.save_pretrained(target)
         run.tokenizer.save_pretrained(target)
-        picks.append({"budget": budget.name, **record(arch), "heldout_loss": scorer.losses[arch], "dir": str(target)})
+        pick = {"budget": budget.name, **record(arch), "heldout_loss": scorer.losses[arch], "dir": str(target)}
+        if further_steps:
+            done = further_distill(run, arch, target, further_steps, out / f"{arch.name}-distilled")
+            pick["further"] = {"steps": done.summary["steps"], "dir": str(done.student_dir),
+                               "heldout_loss": done.summary["final"].get("loss")}
+        picks.append(pick)
     scored = [{**record(a), "heldout_loss": loss} for a, loss in scorer.losses.items()]
     report.update(scored=len(scored), picks=picks, archs=sorted(scored, key=lambda r: r["params"]))
     out.mkdir(parents=True, exist_ok=True)
@@ -264,23 +309,35 @@ def search_arch(run_dir: str | Path, budgets: list[Budget], output_dir: str | Pa
 
 def _markdown(report: dict[str, Any]) -> str:
     lat = "latency_ms" in (report["archs"][0] if report["archs"] else {})
+    proxy, further = report.get("proxy"), report.get("further_steps")
+    how = (f" The {proxy['top']} best by held-out loss within each budget were re-ranked by the evaluation proxy "
+           f"({', '.join(proxy['tasks'])}; mean dev score, higher wins)." if proxy else "") + (
+        f" Each pick was then distilled {further} steps more on its own (`-distilled`)." if further else "")
+    extra = ("proxy score | " if proxy else "") + ("held-out loss after further distillation |" if further else "")
     lines = [f"# Sub-networks of {report['run']}", "",
              f"{report['scored']} of {report['shapes']} shapes scored ({report['strategy']} search) by held-out "
-             f"distillation loss through the supernet ({report['batches']} held-out batches).", "", "## Picks", "",
-             "| budget | shape | params | " + ("latency ms | " if lat else "") + "held-out loss |",
-             "|:--|:--|--:|" + ("--:|" if lat else "") + "--:|"]
+             f"distillation loss through the supernet ({report['batches']} held-out batches).{how}", "", "## Picks", "",
+             "| budget | shape | params | " + ("latency ms | " if lat else "") + "held-out loss | " + extra,
+             "|:--|:--|--:|" + ("--:|" if lat else "") + "--:|" + "--:|" * (bool(proxy) + bool(further))]
     for p in report["picks"]:
         if p.get("arch") is None:
-            lines.append(f"| {p['budget']} | none fits | | " + ("| " if lat else "") + "|")
-        else:
-            lines.append(f"| {p['budget']} | {p['arch']} | {p['params'] / 1e6:.2f}M | "
-                         + (f"{p['latency_ms']:.2f} | " if lat else "") + f"{p['heldout_loss']:.4f} |")
+            lines.append(f"| {p['budget']} | none fits | | " + ("| " if lat else "") + "|"
+                         + " |" * (bool(proxy) + bool(further)))
+            continue
+        cells = ([f"{p['proxy']:.2f}"] if proxy else []) + (
+            [f"{p['further']['heldout_loss']:.4f}" if p["further"]["heldout_loss"] is not None else "-"]
+            if further else [])
+        lines.append(f"| {p['budget']} | {p['arch']} | {p['params'] / 1e6:.2f}M | "
+                     + (f"{p['latency_ms']:.2f} | " if lat else "") + f"{p['heldout_loss']:.4f} |"
+                     + "".join(f" {c} |" for c in cells))
     if "latency" in report:
         lines += ["", "Latency model check (predicted vs measured whole model): " + ", ".join(
             f"{v['arch']} {v['predicted_ms']:.2f} vs {v['measured_ms']:.2f} ms ({100 * v['error']:+.1f}%)"
             for v in report["latency"]["validation"])]
-    lines += ["", "## Every scored shape", "", "| shape | params | " + ("latency ms | " if lat else "") + "held-out loss |",
-              "|:--|--:|" + ("--:|" if lat else "") + "--:|"]
+    lines += ["", "## Every scored shape", "", "| shape | params | " + ("latency ms | " if lat else "")
+              + "held-out loss |" + (" proxy score |" if proxy else ""),
+              "|:--|--:|" + ("--:|" if lat else "") + "--:|" + ("--:|" if proxy else "")]
     lines += [f"| {r['arch']} | {r['params'] / 1e6:.2f}M | " + (f"{r['latency_ms']:.2f} | " if lat else "")
-              + f"{r['heldout_loss']:.4f} |" for r in report["archs"]]
+              + f"{r['heldout_loss']:.4f} |" + ((f" {r['proxy']:.2f} |" if "proxy" in r else " - |") if proxy else "")
+              for r in report["archs"]]
     return "\n".join(lines) + "\n"
