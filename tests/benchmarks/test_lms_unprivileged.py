@@ -62,10 +62,12 @@ def test_analysis_on_fixture_results(benchmark_script):
 
 def test_report_on_fixture_results(benchmark_script, tmp_path):
     bench = benchmark_script("lms", "unprivileged")
-    arms = {"searched": [1, 2, 4, 6], "uniform": [2, 3, 4, 6], "last": [3, 4, 5, 6], "skip": [1, 3, 4, 5]}
-    truth = {"1-2-4-6": 64.0, "2-3-4-6": 61.0, "3-4-5-6": 55.0, "1-3-4-5": 60.0}
+    arms = {"searched": [1, 2, 4, 6], "uniform": [2, 3, 4, 6], "last": [3, 4, 5, 6], "skip": [1, 3, 4, 5],
+            "rank1-1-2-3": [1, 1, 2, 3]}
+    truth = {"1-2-4-6": 64.0, "2-3-4-6": 61.0, "3-4-5-6": 55.0, "1-3-4-5": 60.0, "1-1-2-3": 50.0}
     rng = random.Random(1)
-    models = [{**_full(avg, noise=0.5, rng=rng), "label": lab} for lab, avg in truth.items()]
+    models = [{**_full(avg, seeds=(1,) if lab == "1-1-2-3" else (1, 2, 3), noise=0.5, rng=rng), "label": lab}
+              for lab, avg in truth.items()]
     full = bench.full_scores({"models": models})
     proxy = {lab: _record([int(x) for x in lab.split("-")], avg / 10) for lab, avg in truth.items()}
     heldout = {lab: 100 - avg for lab, avg in truth.items()}
@@ -95,6 +97,8 @@ def test_report_on_fixture_results(benchmark_script, tmp_path):
     assert "Best heuristic on the full evaluation: uniform" in md and "beyond noise" in md
     assert "| searched | [1, 2, 4, 6] | 6.40 | 36.0000 |" in md
     assert "| proxy fitness | +1.00 |" in md
+    assert "seeds [1, 2, 3] for the searched mapping and the heuristics, [1] for the other arms" in md
+    assert "(seeds [1], which every arm ran) over the 5 distinct arm mappings" in md
     bench.plot(result, tmp_path / "u.png")
     assert (tmp_path / "u.png").stat().st_size > 1000
 
