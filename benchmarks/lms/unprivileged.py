@@ -231,7 +231,9 @@ def analyse(arms: dict[str, list[int]], records: dict[str, dict[str, Any]], full
                "final held-out loss (negated)": [-heldout[x] for x in labels],
                "zero-shot STS-B after the final distillation": [full[x]["zeroshot"] for x in labels]}
     correlation = {k: rank_correlation(v, truth) for k, v in signals.items() if None not in v}
-    return {"best_heuristic": best_h, "searched_is_a_heuristic": comparison is None, "comparison": comparison,
+    equals = [n for n in HEURISTICS if label[n] == label["searched"]]
+    return {"best_heuristic": best_h, "searched_is_a_heuristic": bool(equals), "searched_equals": equals,
+            "comparison": comparison,
             "correlation": correlation, "correlation_seeds": common, "labels": labels}
 
 
@@ -332,9 +334,12 @@ def markdown(r: dict[str, Any]) -> str:
                    " | ".join(_f(f["tasks"][t]) for t in TASKS) + f" | {f['average']:.2f} ± {f['std']:.2f} | "
                    f"{_f(f['zeroshot'])} |")
     out += ["", "## 4. Searched vs the best heuristic", ""]
+    if a["searched_equals"]:
+        out.append(f"The searched mapping {r['arms']['searched']} is the {' and '.join(a['searched_equals'])} "
+                   "heuristic's: the search found no mapping the heuristics miss.")
     if a["comparison"] is None:
-        out.append(f"The search returned a heuristic mapping itself ({a['best_heuristic']} is the best heuristic on "
-                   "the full evaluation; the searched mapping is one of the heuristics): it found nothing better.")
+        out.append(f"It is also the best heuristic on the full evaluation ({a['best_heuristic']}): nothing to "
+                   "compare.")
     else:
         cmp = a["comparison"]
         br, bs = cmp["by_run"], cmp["by_seed_average"]
@@ -367,19 +372,24 @@ def plot(r: dict[str, Any], path: Path) -> None:
 
     full = r["full_evaluation"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-    names = {"-".join(map(str, m)): n for n, m in reversed(list(r["arms"].items()))}
+    names: dict[str, str] = {}
+    for n, m in r["arms"].items():  # a mapping that is several arms is named after all of them
+        lab = "-".join(map(str, m))
+        names[lab] = f"{names[lab]}={n}" if lab in names else n
     corr = r["analysis"]["correlation"]["proxy fitness"]
+    common = r["analysis"]["correlation_seeds"]
     for lab in r["analysis"]["labels"]:
-        x, y = r["proxy"][lab]["fitness"], full[lab]
-        a.errorbar(x, y["average"], yerr=y["std"], fmt="o", capsize=3)
-        a.annotate(f"{names[lab]} {lab}", (x, y["average"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    a.set(xlabel="proxy fitness", ylabel="full average (mean ± std over seeds)",
+        x, f = r["proxy"][lab]["fitness"], full[lab]
+        y = statistics.fmean(f["by_seed"][f["seeds"].index(seed)] for seed in common)
+        a.plot(x, y, "o")
+        a.annotate(f"{names[lab]} {lab}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    a.set(xlabel="proxy fitness", ylabel=f"full average, seeds {common} (every arm ran them)",
           title=f"proxy vs full: Spearman {corr['spearman']:+.2f}")
     a.grid(alpha=0.3)
     labels = list(names)
     b.bar(range(len(labels)), [full[x]["average"] for x in labels], yerr=[full[x]["std"] for x in labels],
-          capsize=3, color=["tab:red" if names[x] == "searched" else "tab:blue" if names[x] in HEURISTICS
-                            else "tab:gray" for x in labels])
+          capsize=3, color=["tab:red" if "searched" in names[x].split("=") else "tab:blue"
+                            if set(names[x].split("=")) & set(HEURISTICS) else "tab:gray" for x in labels])
     b.set_xticks(range(len(labels)), [f"{names[x]}\n{x}" for x in labels], fontsize=7)
     lo = min(full[x]["average"] - full[x]["std"] for x in labels)
     b.set(ylabel="full average", title="arms (red: searched, blue: heuristics)", ylim=(max(0, lo - 3), None))

@@ -132,4 +132,9 @@ def test_rank_arms_run_fewer_seeds_and_correlation_uses_the_shared_ones(benchmar
     a = bench.analyse(arms, records, full, {lab: 10 - f for lab, f in fitness.items()})
     assert a["correlation_seeds"] == [1]
     assert a["correlation"]["proxy fitness"]["spearman"] == pytest.approx(1.0)
-    assert a["best_heuristic"] == "last" and a["comparison"] is None
+    assert a["best_heuristic"] == "last" and a["comparison"] is None and a["searched_equals"] == ["last"]
+    # searched = last, but uniform best: still compared with uniform
+    full["2-3-4-6"] = {**full["2-3-4-6"], "average": 99.0}
+    b = bench.analyse(arms, records, full, {lab: 10 - f for lab, f in fitness.items()})
+    assert b["searched_equals"] == ["last"] and b["best_heuristic"] == "uniform"
+    assert b["comparison"]["heuristic"] == "uniform" and b["comparison"]["by_run"]["n"] == 15
