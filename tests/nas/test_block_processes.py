@@ -55,7 +55,7 @@ def test_a_block_process_computes_its_term_and_gradients(tmp_path, tiny_teacher_
     full = whole.block_losses(arch, batch, teacher)
     terms = [m.block_losses(arch, batch, teacher) for m in parts]
     assert float(terms[0].detach()) > 1e-4 and float(terms[1].detach()) > 1e-4
-    assert float(terms[0] + terms[1]) == pytest.approx(float(full), rel=1e-6)
+    assert float((terms[0] + terms[1]).detach()) == pytest.approx(float(full.detach()), rel=1e-6)
     g_full = _grads(whole, whole.block_losses(arch, batch, teacher))
     g0, g1 = (_grads(m, m.block_losses(arch, batch, teacher)) for m in parts)
     layer = "encoder.layer.{}.".format
