@@ -78,6 +78,16 @@ BASELINES: dict[str, dict[str, Any]] = {
     "etd-4x256-1-3-5-6": {**SHAPE_4X256, "init": "etd-impt", "init_args": {"layers": [1, 3, 5, 6]}},
     "etd-4x256-skip": {**SHAPE_4X256, "init": "etd-impt", "init_args": {"layers": "skip"}},
 }
+def top_matches(hidden_loss: str) -> list[dict[str, Any]]:
+    """tinybert-top-probs's matches (student layers 1-3 <- teacher 1, 3, 6: embedding and hidden MSE, attention
+    probabilities MSE) with ``hidden_loss`` for the embedding and hidden states."""
+    pairs = [(0, 0), (1, 1), (2, 3), (3, 6)]
+    return [*({"student": f"hidden:{s}", "teacher": f"hidden:{t}", "loss": hidden_loss, "term": "hidden" if s else
+               "embedding"} for s, t in pairs),
+            *({"student": f"attention_probs:{s}", "teacher": f"attention_probs:{t}", "loss": "attention_mse",
+               "term": "attention"} for s, t in pairs[1:])]
+
+
 #: Distilled candidates: changes to the tinybert-3l recipe as shipped before the screen (init layers [1, 3, 5], uniform mapping [2, 4, 6],
 #: embedding + hidden + attention-score MSE, lr 2e-4, 6% warm-up).
 CANDIDATES: dict[str, dict[str, Any]] = {
@@ -108,6 +118,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                  "objective": {"attention_on": "probabilities"}},
     "minilm-4x256": {"student": BASELINES["etd-4x256-1-3-5-6"],
                      "objective": {"name": "minilm", "attention": 1.0, "value": 1.0}},
+    # tinybert-top-probs with a scale-free hidden term instead of the MSE that shrinks the last layer towards the
+    # mean (benchmarks/quality/shrinkage.py): per-token layer-normalised MSE, or the cosine (DistilBERT's)
+    "tinybert-top-probs-lnmse": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6],
+                                 "objective": {"name": "matches", "matches": top_matches("layer_norm_mse")}},
+    "tinybert-top-probs-cos": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6],
+                               "objective": {"name": "matches", "matches": top_matches("cosine")}},
 }
 
 

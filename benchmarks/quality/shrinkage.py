@@ -11,7 +11,7 @@ mean (the MSE-optimal answer under limited capacity), which loses exactly the se
 
 each also as a share of the teacher's, next to the model's fine-tuned CoLA score where phase 2
 (``results/finetune/results.json``) has one. Models: the teacher, the untrained ``copy-1-3-6`` and distilled
-students under ``--out-dir`` (the curve's checkpoints, the 300-step screen student, the shipped recipe's 2,000-step
+students under ``--out-dir`` (the curve's checkpoints, the 150-step screen students, the shipped recipe's 2,000-step
 run). Seconds on the CPU.
 
     python benchmarks/quality/shrinkage.py --out-dir /work/runs/quality
@@ -43,12 +43,16 @@ _spec.loader.exec_module(quality)
 
 #: (label, directory under --out-dir or "teacher", distillation steps x blocks of 128 tokens)
 MODELS = (("teacher", "teacher", None), ("copy-1-3-6", "copy-1-3-6", 0),
-          ("curve step 150", "curve/step-150", 150 * 16), ("tinybert-top-probs (300 steps)", "tinybert-top-probs",
-                                                          300 * 16),
+          ("curve step 150", "curve/step-150", 150 * 16), ("tinybert-top-probs (screen, 150 steps)",
+                                                          "tinybert-top-probs", 150 * 16),
           ("curve step 600", "curve/step-600", 600 * 16), ("recipe-tinybert-3l (2,000 steps)", "recipe-tinybert-3l",
-                                                            2000 * 32))
+                                                            2000 * 32),
+          # the scale-free hidden terms (run.py candidates; skipped until screened)
+          ("tinybert-top-probs-lnmse (screen, 150 steps)", "tinybert-top-probs-lnmse", 150 * 16),
+          ("tinybert-top-probs-cos (screen, 150 steps)", "tinybert-top-probs-cos", 150 * 16))
 #: phase 2 labels of the models above
-FINETUNED = {"teacher": "teacher", "copy-1-3-6": "copy-1-3-6", "tinybert-top-probs (300 steps)": "tinybert-top-probs",
+FINETUNED = {"teacher": "teacher", "copy-1-3-6": "copy-1-3-6",
+             "tinybert-top-probs (screen, 150 steps)": "tinybert-top-probs",
              "recipe-tinybert-3l (2,000 steps)": "recipe-tinybert-3l"}
 
 
