@@ -93,3 +93,25 @@ def test_tinybert_attention_on_probabilities_matches_hf_attentions(tiny_teacher_
     got = extract(t, Feature("attention_probs", 4), 4, mask, {})
     torch.testing.assert_close(got[0], ref[3][0], atol=1e-6, rtol=0)
     torch.testing.assert_close(got[1, :, :6, :6], ref[3][1, :, :6, :6], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("hidden_loss", ["cosine", "layer_norm_mse"])
+def test_tinybert_hidden_loss_is_scale_free_when_asked(tiny_teacher_bare, hidden_loss):
+    """hidden_loss replaces the MSE of the embedding and hidden matches (by hand: the loss function on the mapped
+    states), leaves the attention term alone, and ignores a rescaling of the student's states that MSE punishes."""
+    from bertpress.objectives.losses import LOSSES
+
+    teacher, student, obj = _setup(tiny_teacher_bare, "tinybert", {"hidden_loss": hidden_loss}, mapping=(2, 4))
+    _, _, mse = _setup(tiny_teacher_bare, "tinybert", mapping=(2, 4))
+    s, t, batch = _features(teacher, student, obj, torch.randint(5, 100, (2, 10)))
+    _, terms = obj(s, t, batch)
+    fn, mask = LOSSES.get(hidden_loss).fn, batch["attention_mask"]
+    assert terms["hidden"].item() == pytest.approx((fn(s.hidden[1], t.hidden[2], mask)
+                                                    + fn(s.hidden[2], t.hidden[4], mask)).item(), rel=1e-5)
+    assert terms["embedding"].item() == pytest.approx(fn(s.hidden[0], t.hidden[0], mask).item(), rel=1e-5)
+    assert terms["attention"].item() == pytest.approx(mse(s, t, batch)[1]["attention"].item(), rel=1e-6)
+    # the student's states scaled by 0.5: the scale-free term barely moves, MSE's changes
+    half = s.apply(lambda x: x)
+    half.hidden = {k: 0.5 * v for k, v in s.hidden.items()}
+    assert obj(half, t, batch)[1]["hidden"].item() == pytest.approx(terms["hidden"].item(), rel=0.02)
+    assert abs(mse(half, t, batch)[1]["hidden"].item() - mse(s, t, batch)[1]["hidden"].item()) > 0.05
