@@ -49,11 +49,13 @@ MODELS = (("teacher", "teacher", None), ("copy-1-3-6", "copy-1-3-6", 0),
                                                             2000 * 32),
           # the scale-free hidden terms (run.py candidates; skipped until screened)
           ("tinybert-top-probs-lnmse (screen, 150 steps)", "tinybert-top-probs-lnmse", 150 * 16),
-          ("tinybert-top-probs-cos (screen, 150 steps)", "tinybert-top-probs-cos", 150 * 16))
+          ("tinybert-top-probs-cos (screen, 150 steps)", "tinybert-top-probs-cos", 150 * 16),
+          # the shipped recipe with objective.hidden_loss: cosine, at its budget
+          ("tinybert-3l-cos (2,000 steps)", "tinybert-3l-cos", 2000 * 32))
 #: phase 2 labels of the models above
 FINETUNED = {"teacher": "teacher", "copy-1-3-6": "copy-1-3-6",
              "tinybert-top-probs (screen, 150 steps)": "tinybert-top-probs",
-             "recipe-tinybert-3l (2,000 steps)": "recipe-tinybert-3l"}
+             "recipe-tinybert-3l (2,000 steps)": "recipe-tinybert-3l", "tinybert-3l-cos (2,000 steps)": "tinybert-3l-cos"}
 
 
 def sentences(n: int) -> list[str]:
