@@ -7,6 +7,7 @@ import torch
 
 from bertpress.objectives.losses import (
     attention_score_mse,
+    batch_similarity_mse,
     cosine_loss,
     hidden_mean_mse,
     hidden_mse,
@@ -121,3 +122,23 @@ def test_mean_mse_and_variance_l1_by_hand():
     assert hidden_variance_l1(s, t).item() == pytest.approx((1 + 4) / 2)
     mask = torch.tensor([[0, 1]])
     assert (hidden_mean_mse(s, t, mask=mask).item(), hidden_variance_l1(s, t, mask=mask).item()) == (1.0, 4.0)
+
+
+def test_batch_similarity_mse_by_hand():
+    # [CLS] of input 0 / 1: student [1, 0] / [0, 1] (cosines: identity); teacher [1, 0, 0] / [2, 0, 0] (all ones):
+    # the two off-diagonal cells differ by 1 -> mean over 4 cells = 0.5. Widths may differ (no projection needed).
+    s = torch.tensor([[[1.0, 0.0], [5.0, 5.0]], [[0.0, 1.0], [5.0, 5.0]]])
+    t = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 9.0]], [[2.0, 0.0, 0.0], [0.0, 0.0, 9.0]]])
+    assert batch_similarity_mse(s, t).item() == pytest.approx(0.5, rel=1e-6)
+    assert batch_similarity_mse(3 * s, 0.5 * t).item() == pytest.approx(0.5, rel=1e-6), "invariant to scale"
+    # mean pooling over real tokens only: the second token is padding, so the pooled vectors are the [CLS] ones
+    mask = torch.tensor([[1, 0], [1, 0]])
+    assert batch_similarity_mse(s, t, mask=mask, pool="mean").item() == pytest.approx(0.5, rel=1e-6)
+    # with the second token real, student means [3, 2.5] / [2.5, 3] and teacher means [0.5, 0, 4.5] / [1, 0, 4.5]
+    ps, pt = torch.tensor([[3.0, 2.5], [2.5, 3.0]]), torch.tensor([[0.5, 0.0, 4.5], [1.0, 0.0, 4.5]])
+    cs = torch.nn.functional.cosine_similarity(ps[0], ps[1], dim=0)
+    ct = torch.nn.functional.cosine_similarity(pt[0], pt[1], dim=0)
+    want = 2 * (cs - ct).item() ** 2 / 4
+    assert batch_similarity_mse(s, t, pool="mean").item() == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="pool"):
+        batch_similarity_mse(s, t, pool="max")

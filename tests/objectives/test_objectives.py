@@ -115,3 +115,23 @@ def test_tinybert_hidden_loss_is_scale_free_when_asked(tiny_teacher_bare, hidden
     half.hidden = {k: 0.5 * v for k, v in s.hidden.items()}
     assert obj(half, t, batch)[1]["hidden"].item() == pytest.approx(terms["hidden"].item(), rel=0.02)
     assert abs(mse(half, t, batch)[1]["hidden"].item() - mse(s, t, batch)[1]["hidden"].item()) > 0.05
+
+
+def test_batch_similarity_match_needs_no_projection_across_widths(tiny_teacher_bare):
+    """A batch_similarity_mse match between a narrower student's top layer and the teacher's: no projection is
+    created, the term is the loss of the two states (pool from options), and it trains the student."""
+    from bertpress.objectives.losses import batch_similarity_mse
+
+    matches = [{"student": "hidden:2", "teacher": "hidden:4", "loss": "batch_similarity_mse", "term": "relation",
+                "projection": False, "options": {"pool": "mean"}, "weight": 3.0}]
+    teacher, student, obj = _setup(tiny_teacher_bare, "matches", {"matches": matches}, hidden_size=16, num_heads=2,
+                                   intermediate_size=32)
+    assert student.config.hidden_size != teacher.model.config.hidden_size
+    assert isinstance(obj.proj, torch.nn.Identity) and not obj.describe()["projection"]
+    s, t, batch = _features(teacher, student, obj, torch.randint(5, 100, (4, 10)))
+    loss, terms = obj(s, t, batch)
+    want = batch_similarity_mse(s.hidden[2], t.hidden[4], batch["attention_mask"], pool="mean")
+    assert terms["relation"].item() == pytest.approx(want.item(), rel=1e-6) and want.item() > 1e-4
+    assert loss.item() == pytest.approx(3.0 * want.item(), rel=1e-6)
+    loss.backward()
+    assert student.encoder.layer[1].output.dense.weight.grad.abs().sum() > 0
