@@ -88,10 +88,10 @@ def top_matches(hidden_loss: str) -> list[dict[str, Any]]:
                "term": "attention"} for s, t in pairs[1:])]
 
 
-def relation_match(pool: str, weight: float) -> dict[str, Any]:
-    """A batch-similarity match of the student's top layer (3) to the teacher's (6), ``pool``: cls or mean."""
+def cls_relation_match(weight: float) -> dict[str, Any]:
+    """A batch-similarity match of the student's top-layer (3) [CLS] vectors to the teacher's (6)."""
     return {"student": "hidden:3", "teacher": "hidden:6", "loss": "batch_similarity_mse", "weight": weight,
-            "term": f"{pool}_relation", "projection": False, "options": {"pool": pool}}
+            "term": "cls_relation", "projection": False, "options": {"pool": "cls"}}
 
 
 #: Distilled candidates: changes to the tinybert-3l recipe as shipped before the screen (init layers [1, 3, 5], uniform mapping [2, 4, 6],
@@ -130,14 +130,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                  "objective": {"name": "matches", "matches": top_matches("layer_norm_mse")}},
     "tinybert-top-probs-cos": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6],
                                "objective": {"name": "matches", "matches": top_matches("cosine")}},
-    # tinybert-top-probs plus a term on how the batch's inputs relate at the top layer (batch_similarity_mse): the
-    # [CLS] vector's variation across inputs, which a [CLS] head reads, shrank to 62% of the teacher's in the long
-    # run (shrinkage.py); or the mean-pooled vectors, the teacher's sentence embedding. Weights: about the hidden
-    # term's size at step 0 (copy-1-3-6 on 3 x 16 Wikipedia blocks: [CLS] 0.003-0.009, mean 0.04-0.10, hidden 0.09)
+    # tinybert-top-probs plus a term on how the batch's [CLS] vectors relate at the top layer
+    # (batch_similarity_mse): their variation across inputs, which a [CLS] head reads, shrank to 62% of the
+    # teacher's in the long run (shrinkage.py). Weight 20: about the hidden term's size at step 0 (copy-1-3-6 on
+    # 3 x 16 Wikipedia blocks: [CLS] relation 0.003-0.009, hidden MSE 0.09)
     "tinybert-top-probs-clsrel": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6], "objective": {
-        "name": "matches", "matches": [*top_matches("mse"), relation_match("cls", 20.0)]}},
-    "tinybert-top-probs-meanrel": {"init_layers": [1, 3, 6], "mapping": [1, 3, 6], "objective": {
-        "name": "matches", "matches": [*top_matches("mse"), relation_match("mean", 1.0)]}},
+        "name": "matches", "matches": [*top_matches("mse"), cls_relation_match(20.0)]}},
 }
 
 

@@ -51,11 +51,14 @@ MODELS = (("teacher", "teacher", None), ("copy-1-3-6", "copy-1-3-6", 0),
           ("tinybert-top-probs-lnmse (screen, 150 steps)", "tinybert-top-probs-lnmse", 150 * 16),
           ("tinybert-top-probs-cos (screen, 150 steps)", "tinybert-top-probs-cos", 150 * 16),
           # the shipped recipe with objective.hidden_loss: cosine, at its budget
-          ("tinybert-3l-cos (2,000 steps)", "tinybert-3l-cos", 2000 * 32))
+          ("tinybert-3l-cos (2,000 steps)", "tinybert-3l-cos", 2000 * 32),
+          # tinybert-top-probs plus the [CLS] batch-similarity term (run.py candidate)
+          ("tinybert-top-probs-clsrel (screen, 150 steps)", "tinybert-top-probs-clsrel", 150 * 16))
 #: phase 2 labels of the models above
 FINETUNED = {"teacher": "teacher", "copy-1-3-6": "copy-1-3-6",
              "tinybert-top-probs (screen, 150 steps)": "tinybert-top-probs",
-             "recipe-tinybert-3l (2,000 steps)": "recipe-tinybert-3l", "tinybert-3l-cos (2,000 steps)": "tinybert-3l-cos"}
+             "recipe-tinybert-3l (2,000 steps)": "recipe-tinybert-3l", "tinybert-3l-cos (2,000 steps)": "tinybert-3l-cos",
+             "tinybert-top-probs-clsrel (screen, 150 steps)": "tinybert-top-probs-clsrel"}
 
 
 def sentences(n: int) -> list[str]:
@@ -76,14 +79,14 @@ def last_layer_stats(model_dir: Path, texts: list[str]) -> dict[str, float]:
 
 
 def cola_scores() -> dict[str, tuple[float, float]]:
-    path = quality.RESULTS / "finetune" / "results.json"
-    if not path.is_file():
-        return {}
+    """CoLA (mean, std) by label from phase 2 and from the CoLA-only check (``results/cola``: candidates fine-tuned
+    on CoLA alone with phase 2's settings and cache)."""
     out = {}
-    for row in json.loads(path.read_text())["models"]:
-        cola = row["tasks"].get("cola")
-        if cola:
-            out[row["label"]] = (cola["mean"]["score"], cola["std"]["score"] if cola.get("std") else 0.0)
+    for path in (quality.RESULTS / "cola" / "results.json", quality.RESULTS / "finetune" / "results.json"):
+        for row in json.loads(path.read_text())["models"] if path.is_file() else []:
+            cola = row["tasks"].get("cola")
+            if cola:
+                out[row["label"]] = (cola["mean"]["score"], cola["std"]["score"] if cola.get("std") else 0.0)
     return out
 
 
@@ -92,7 +95,7 @@ def markdown(r: dict[str, Any]) -> str:
            f"Last hidden layer on the first {r['sentences']} CoLA dev sentences, no training. Token norm: mean L2 "
            "norm of the token vectors; token std: per-dimension std over all tokens; [CLS] std: per-dimension std "
            "of the [CLS] vector over sentences (what a [CLS] classifier sees); % = share of the teacher's. CoLA: "
-           "phase 2's fine-tuned Matthews corr. (6 epochs, 3 seeds), where it ran.", "",
+           "fine-tuned Matthews corr. (6 epochs, 3 seeds; phase 2 or the CoLA-only check), where it ran.", "",
            f"Command: `{r['command']}`; machine: {r['machine']['cpu']}.", "",
            "| model | distilled blocks (x128 tokens) | token norm | token std | [CLS] std | CoLA |",
            "|:--|--:|--:|--:|--:|--:|"]
