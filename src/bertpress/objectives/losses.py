@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bertpress.models.attention import head_scores, no_padding
+from bertpress.models.pooling import pool as pool_tokens
 from bertpress.registry import Registry
 
 LOSSES: Registry[Callable[..., Tensor]] = Registry("loss")
@@ -169,19 +170,6 @@ def hidden_variance_l1(student: Tensor, teacher: Tensor, mask: Tensor | None = N
     return _masked_mean((_token_moments(student)[1] - _token_moments(teacher)[1]).abs(), mask)
 
 
-def _pooled(h: Tensor, mask: Tensor | None, pool: str) -> Tensor:
-    """``[batch, dim]`` sentence vectors of ``h [batch, seq, dim]``: the first position ([CLS]) or the mean over
-    real tokens."""
-    if pool == "cls":
-        return h[:, 0].float()
-    if pool != "mean":
-        raise ValueError(f"pool must be 'cls' or 'mean', not {pool!r}")
-    if mask is None:
-        return h.float().mean(1)
-    m = mask.to(torch.float32).unsqueeze(-1)
-    return (h.float() * m).sum(1) / m.sum(1).clamp_min(1)
-
-
 @LOSSES.register("batch_similarity_mse")
 def batch_similarity_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None, pool: str = "cls") -> Tensor:
     """MSE between the batch's sentence-similarity matrices (similarity-preserving distillation, Tung & Mori,
@@ -192,6 +180,9 @@ def batch_similarity_mse(student: Tensor, teacher: Tensor, mask: Tensor | None =
     ``L = mean_{i,j} (cos(p_s^i, p_s^j) − cos(p_t^i, p_t^j))²`` with ``p`` the [CLS] vector (``pool='cls'``) or
     the mean over real tokens (``pool='mean'``) of each input in the batch.
     """
-    s = F.normalize(_pooled(student, mask, pool), dim=-1)
-    t = F.normalize(_pooled(teacher, mask, pool), dim=-1)
+    if pool not in ("cls", "mean"):
+        raise ValueError(f"pool must be 'cls' or 'mean', not {pool!r}")
+    mask = torch.ones(student.shape[:2], device=student.device) if mask is None else mask
+    s = F.normalize(pool_tokens(student.float(), mask, pool), dim=-1)
+    t = F.normalize(pool_tokens(teacher.float(), mask, pool), dim=-1)
     return (s @ s.T - t @ t.T).pow(2).mean()
