@@ -2,6 +2,7 @@
 paired comparison with the best heuristic, the proxy-vs-full rank correlation, the report."""
 
 import random
+import re
 
 import pytest
 
@@ -92,7 +93,14 @@ def test_report_on_fixture_results(benchmark_script, tmp_path):
         "phases": {"search": {"command": "bertpress search-mapping", "seconds": 2100.0,
                               "load_1min": {"min": 2.0, "mean": 2.1, "max": 2.3}}},
     }
+    result["reproxy"] = _reproxy(truth)
+    result["analysis"] = bench.analyse(arms, proxy, full, heldout, result["reproxy"])
     md = bench.markdown(result)
+    assert "## 6. Better proxies" in md and "held-out loss equal to the search's records" in md
+    # 3 seeds: 30 s of scoring per arm, 1 seed: a third; plus the 40 s distillation share
+    assert "| ft, 3 seeds | seeds=[0,1,2] | 30 | 70 | +1.00 |" in md
+    assert "| ft, 1 seed | seeds=[0,1,2] | 10 | 50 | -1.00 |" in md
+    assert re.search(r"\| 1-2-4-6 \| 6\d\.\d\d \| 6\d\.\d \| 6\d\.\d ± 1\.0 \|", md) and "Ceiling set by the full evaluation's own noise" in md
     assert "| solo | 2 | 70 | 40 | 110 |" in md and "0.68x" in md and "identical under both backends: yes" in md
     assert "Best heuristic on the full evaluation: uniform" in md and "beyond noise" in md
     assert "| searched | [1, 2, 4, 6] | 6.40 | 36.0000 |" in md
@@ -138,3 +146,33 @@ def test_rank_arms_run_fewer_seeds_and_correlation_uses_the_shared_ones(benchmar
     b = bench.analyse(arms, records, full, {lab: 10 - f for lab, f in fitness.items()})
     assert b["searched_equals"] == ["last"] and b["best_heuristic"] == "uniform"
     assert b["comparison"]["heuristic"] == "uniform" and b["comparison"]["by_run"]["n"] == 15
+
+
+def _reproxy(truth):
+    """Candidate ``ft``: 3 seeds whose mean ranks like ``truth`` and whose first seed ranks the other way."""
+    order = sorted(truth, key=truth.get)
+    arms = {lab: {"fitness": truth[lab], "fitness_std": 1.0, "fitness_by_seed": [-order.index(lab), 0, 0],
+                  "seconds": 30.0} for lab in truth}
+    students = {lab: {"distill_loss": 0.5, "search_distill_loss": 0.5, "distill_s": 40.0} for lab in truth}
+    return {"students": students, "candidates": {"ft": {"tasks": ["stsb"], "overrides": ["seeds=[0,1,2]"],
+                                                         "arms": arms}}}
+
+
+def test_candidate_proxies_are_correlated_and_bounded_by_the_noise_ceiling(benchmark_script):
+    bench = benchmark_script("lms", "unprivileged")
+    truth = {"1-2-4-6": 64.0, "2-3-4-6": 61.0, "3-4-5-6": 55.0, "1-3-4-5": 60.0}
+    labels = sorted(truth)
+    signals = bench.reproxy_signals(_reproxy(truth), labels)
+    assert signals == {"ft, 3 seeds": [truth[x] for x in labels],
+                       "ft, 1 seed": [-sorted(truth, key=truth.get).index(x) for x in labels]}
+    partial = _reproxy(truth)
+    del partial["candidates"]["ft"]["arms"]["1-2-4-6"]
+    assert bench.reproxy_signals(partial, labels) == {}, "a candidate missing an arm is not correlated"
+    assert bench.reproxy_signals(None, labels) == {}
+    # no seed noise: a perfect proxy reaches rho 1; noise far above the gaps between arms: rho near 0
+    t = [50.0, 52.0, 54.0, 56.0, 58.0, 60.0, 62.0, 64.0]
+    assert bench.noise_ceiling(t, 1e-9, draws=200)["mean"] == pytest.approx(1.0)
+    loud = bench.noise_ceiling(t, 1000.0, draws=2000)
+    assert abs(loud["mean"]) < 0.1 and loud["p10"] < 0 < loud["p90"]
+    mid = bench.noise_ceiling(t, 2.0, draws=2000)
+    assert 0.5 < mid["mean"] < 0.95
