@@ -211,8 +211,9 @@ def reproxy_phase(args: argparse.Namespace, journal: dict[str, Any]) -> None:
 
 
 def _reproxy(args: argparse.Namespace) -> None:
-    """Rebuild the arms' proxy students (one cohort, the search's proxy budget; their held-out loss must equal the
-    search's record), then score each of :data:`CANDIDATES` on them; every score is written as soon as it exists."""
+    """Rebuild the arms' proxy students (one cohort, the search's proxy budget; their held-out loss is recorded beside
+    the search's, which the report compares), then score each of :data:`CANDIDATES` on them; every score is written
+    as soon as it exists."""
     import time
 
     from bertpress.atomic import atomic_write_json
