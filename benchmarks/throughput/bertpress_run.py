@@ -8,8 +8,7 @@ requires; the objective recomputes them from Q and K), ``--recompute-attention``
 and their attention probabilities recomputed from the captured Q and K, as before the kernel handed them over),
 ``--no-truncate`` (the teacher runs all its layers even when the mapping stops earlier), ``--torch-dropout``
 (torch's dropout, one Bernoulli draw per element, instead of :mod:`bertpress.models.dropout`'s 16-bit masks),
-``--foreach-adamw`` (the multi-tensor AdamW instead of the fused kernel), ``--fp32-teacher-weights`` (under autocast
-the teacher's Linear weights stay fp32 and are cast on every forward, as before ``Teacher.for_autocast``).
+``--foreach-adamw`` (the multi-tensor AdamW instead of the fused kernel).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from torch.nn import functional as F
 
 from bertpress.models import attention
 from bertpress.models.features import FeatureTap
-from bertpress.models.teacher import Teacher
 from bertpress.train import distiller as loop
 from bertpress.train.callbacks import Callback
 from bertpress.train.distiller import Distiller
@@ -40,7 +38,7 @@ class Timed(Callback):
         self.clock, self.dropout, self.eager, self.truncate = clock, dropout, eager, truncate
 
     def on_stage_start(self, distiller: Distiller, stage: Stage) -> None:
-        teacher, student = distiller.live_teacher.model, distiller.module.student
+        teacher, student = distiller.teacher.model, distiller.module.student
         if not self.dropout:  # attention dropout reads its module's p as well, so this turns all of it off
             for m in student.modules():
                 if isinstance(m, nn.Dropout):
@@ -50,8 +48,8 @@ class Timed(Callback):
             student.set_attn_implementation("eager")
         if not self.truncate:
             distiller.teacher_tap.close()
-            distiller.teacher_tap = FeatureTap(distiller.live_teacher.parts, stage.objective.requests()[0], truncate=False)
-        self.clock.install(distiller.live_teacher.parts.base, distiller.module.parts.base)
+            distiller.teacher_tap = FeatureTap(distiller.teacher.parts, stage.objective.requests()[0], truncate=False)
+        self.clock.install(distiller.teacher.parts.base, distiller.module.parts.base)
 
 
 def main() -> None:
@@ -62,15 +60,12 @@ def main() -> None:
     p.add_argument("--recompute-attention", action="store_true")
     p.add_argument("--torch-dropout", action="store_true")
     p.add_argument("--foreach-adamw", action="store_true")
-    p.add_argument("--fp32-teacher-weights", action="store_true")
     args = p.parse_args()
     if args.torch_dropout:
         attention.fast_dropout = lambda x, prob, training=True: F.dropout(x, prob, training)
         loop.use_fast_dropout = lambda model: 0
     if args.foreach_adamw:
         loop.adamw = lambda groups, lr, **kw: torch.optim.AdamW(groups, lr=lr, foreach=True, **kw)
-    if args.fp32_teacher_weights:
-        Teacher.for_autocast = lambda self, dtype: self
     if args.recompute_attention or args.eager_attention:  # no model type takes its matrices from the kernel
         attention.CAPTURE_TYPES = frozenset()
     max_steps = args.warmup + args.steps
@@ -84,7 +79,7 @@ def main() -> None:
     finish(args.out, {"system": "bertpress", "losses": [r["loss"] for r in train], "dropout": not args.no_dropout,
                       "overrides": args.set, "eager_attention": args.eager_attention,
                       "recompute_attention": args.recompute_attention, "torch_dropout": args.torch_dropout,
-                      "foreach_adamw": args.foreach_adamw, "fp32_teacher_weights": args.fp32_teacher_weights,
+                      "foreach_adamw": args.foreach_adamw,
                       "truncate": not args.no_truncate, "frozen": result.summary["frozen"],
                       "mapping": result.summary["mapping"]},
            clock, args.warmup, args.steps)

@@ -116,9 +116,7 @@ def _ablations(abl: dict[str, Any]) -> list[str]:
               "", "Ratios below 1 mean switching the optimisation off (or the option on) is slower. The truncation "
               "pair uses mapping `first` (student 1, 2, 3 <- teacher 1, 2, 3), where the deepest mapped teacher layer "
               "is 3: truncation on runs 3 teacher layers, off runs all 6 (with the uniform mapping the deepest layer "
-              "is 6 and truncation has nothing to cut). `bf16_fp32_teacher` is taken against `bf16`: the same bf16 run with "
-              "the teacher's Linear weights left in fp32, which autocast casts again on every forward (its features "
-              "are bit-identical either way). `freeze_embeddings` and bf16 change the training itself (not "
+              "is 6 and truncation has nothing to cut). `freeze_embeddings` and bf16 change the training itself (not "
               "the same work as the comparison).", ""]
     return lines
 

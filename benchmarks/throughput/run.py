@@ -37,8 +37,7 @@ ENTRIES: dict[str, tuple[str, list[str]]] = {
     "bertpress_bf16": ("bertpress", ["--set", "train.mixed_precision=bf16"]),
 }
 
-#: (name, description, runner arguments); "default" first, the ratio of every other row is to it unless
-#: :data:`REFERENCES` names another.
+#: (name, description, runner arguments); "default" first, the ratio of every other row is to it.
 ABLATIONS: list[tuple[str, str, list[str]]] = [
     ("default", "bertpress, fp32 (mixed_precision no), all optimisations on, 1 prefetch worker", []),
     ("no_inference_mode", "teacher under no_grad instead of inference_mode", ["--set", "train.teacher_inference_mode=false"]),
@@ -52,18 +51,12 @@ ABLATIONS: list[tuple[str, str, list[str]]] = [
      ["--set", "train.freeze_embeddings=true"]),
     ("compile", "compile=true (torch.compile of the hook-free student blocks)", ["--set", "train.compile=true"]),
     ("bf16", "mixed_precision=bf16 (CPU autocast)", ["--set", "train.mixed_precision=bf16"]),
-    ("bf16_fp32_teacher", "bf16, the teacher's Linear weights kept in fp32 (autocast casts them on every forward; "
-                          "before Teacher.for_autocast)",
-     ["--set", "train.mixed_precision=bf16", "--fp32-teacher-weights"]),
     ("bf16_freeze", "bf16 + freeze_embeddings", ["--set", "train.mixed_precision=bf16", "--set",
                                                  "train.freeze_embeddings=true"]),
     ("first_truncated", "mapping 'first' (teacher 1, 2, 3): teacher runs 3 of 6 layers", ["--set", "mapping.strategy=first"]),
     ("first_full", "mapping 'first' with truncation off: teacher runs all 6 layers",
      ["--set", "mapping.strategy=first", "--no-truncate"]),
 ]
-
-#: variant -> the variant its ratio is taken to (the same run with one switch flipped back); others: "default"
-REFERENCES = {"first_full": "first_truncated", "bf16_fp32_teacher": "bf16"}
 
 
 def machine() -> dict[str, Any]:
@@ -166,7 +159,7 @@ def ablations(tmp: Path, reps: int, warmup: int, steps: int, names: list[str],
                      "phases_ms": {k: statistics.median(x["phases_ms"][k] for x in xs) for k in xs[0]["phases_ms"]}})
     base = {row["variant"]: row["tokens_per_s"]["median"] for row in rows}
     for row in rows:
-        row["reference"] = REFERENCES.get(row["variant"], "default")
+        row["reference"] = "first_truncated" if row["variant"] == "first_full" else "default"
         row["ratio_to_reference"] = row["tokens_per_s"]["median"] / base[row["reference"]]
     return {"reps": reps, "warmup": warmup, "steps": steps, "rows": rows, "runs": runs}
 
@@ -183,7 +176,7 @@ def main() -> None:
     p.add_argument("--ablation-steps", type=int, default=6)
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--ablations", default=",".join(a[0] for a in ABLATIONS),
-                   help="comma-separated variants (default: all; 'default' and the REFERENCES of those named are added)")
+                   help="comma-separated variants (default: all; 'default' and 'first_truncated' are references)")
     p.add_argument("--out-dir", type=Path, default=HERE / "results")
     args = p.parse_args()
     from report import write_markdown
@@ -204,7 +197,7 @@ def main() -> None:
             unknown = set(names) - {a[0] for a in ABLATIONS}
             if unknown:
                 sys.exit(f"unknown ablation(s) {sorted(unknown)}: choose from {[a[0] for a in ABLATIONS]}")
-            names += ["default"] + [REFERENCES[n] for n in names if n in REFERENCES]
+            names += ["default"] + (["first_truncated"] if "first_full" in names else [])
             pooled = [x for x in result["comparison"]["runs"] if x["entry"] == "bertpress"]
             result["ablations"] = ablations(tmp, args.ablation_reps, args.ablation_warmup, args.ablation_steps, names,
                                             pooled)
