@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +13,6 @@ from bertpress.errors import BertpressError
 from bertpress.models.anatomy import Anatomy, anatomy
 
 if TYPE_CHECKING:
-    import torch
     from transformers import PreTrainedModel
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
@@ -55,8 +52,6 @@ class Teacher:
     parts: Anatomy
     #: ``sequence`` / ``token`` for a fine-tuned classifier or tagger (its task logits are the ``logits`` feature)
     task: str | None = None
-    #: (dtype, device) -> :meth:`for_autocast`'s copy, made once
-    _autocast_copies: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def has_mlm_head(self) -> bool:
@@ -69,34 +64,6 @@ class Teacher:
             h.update(f"{name}{tuple(t.shape)}".encode())
             h.update(t.detach().float().cpu().numpy().tobytes())
         return h.hexdigest()
-
-    def for_autocast(self, dtype: torch.dtype) -> Teacher:
-        """This teacher for forwards under ``dtype`` autocast: a copy whose ``nn.Linear`` weights and biases are
-        stored in ``dtype`` (made once per dtype and device), every other tensor shared with this one (embeddings, LayerNorms, buffers, and a Linear
-        weight tied to another module, like an MLM decoder tied to the input embeddings).
-
-        Autocast keeps a cast copy only of leaf tensors that require grad, so a frozen teacher's fp32 weights were
-        cast again on every forward (about 10% of its forward time at batch 32 x 128 on a CPU). Under autocast a
-        Linear runs in ``dtype`` whatever its weights are stored in, so the features are bit-identical; outside
-        autocast the copy cannot run (fp32 inputs, ``dtype`` weights): keep using this teacher there.
-        """
-        from torch import nn
-
-        key = (dtype, next(self.model.parameters()).device)
-        if key in self._autocast_copies:
-            return self._autocast_copies[key]
-        # shared, not copied: buffers and every parameter a module other than a Linear holds (tied ones included)
-        memo = {id(b): b for b in self.model.buffers()}
-        memo.update({id(p): p for m in self.model.modules() if not isinstance(m, nn.Linear)
-                     for p in m.parameters(recurse=False)})
-        model = copy.deepcopy(self.model, memo)
-        for m in model.modules():
-            if isinstance(m, nn.Linear):
-                for name, p in list(m.named_parameters(recurse=False)):
-                    if id(p) not in memo:
-                        setattr(m, name, nn.Parameter(p.detach().to(dtype), requires_grad=False))
-        self._autocast_copies[key] = dataclasses.replace(self, model=model, parts=anatomy(model))
-        return self._autocast_copies[key]
 
     def describe(self) -> str:
         head = ("masked-LM head" if self.has_mlm_head else f"{self.task}-level task head, {self.model.config.num_labels} "

@@ -124,7 +124,7 @@ def distill_cohort(recipes: Sequence[Recipe | str | Path | dict], *, overwrite: 
         raise BertpressError("distill_cohort runs in one process: launch solo runs under accelerate for several "
                              "processes")
     requests = [s.objective.requests()[0] for m in members for s in m.distiller.stages]
-    shared = SharedTeacher(members[0].distiller.live_teacher, requests, inference_mode=resolved[0].train.teacher_inference_mode)
+    shared = SharedTeacher(members[0].teacher, requests, inference_mode=resolved[0].train.teacher_inference_mode)
     for m in members:
         m.distiller.shared_teacher = shared
     loops = {i: m.distiller.steps(resume=resume) for i, m in enumerate(members)}

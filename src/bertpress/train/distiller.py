@@ -53,8 +53,6 @@ from bertpress.train.teacher_cache import TeacherCache, cache_refusal, open_teac
 
 log = logging.getLogger(__name__)
 
-#: autocast precision -> the dtype the teacher's Linear weights are kept in for its forwards
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: Validation batches are masked with this fixed seed, so every evaluation sees the same inputs.
 VALID_SEED = 7919
 
@@ -109,10 +107,6 @@ class Distiller:
         self.out_dir = Path(out_dir)
         self.acc = accelerator or Accelerator(mixed_precision=resolve_precision(train.mixed_precision))
         self.teacher.model.to(self.acc.device)
-        dtype = AUTOCAST_DTYPES.get(self.acc.mixed_precision)
-        #: the teacher of the forwards under autocast (training, validation): Linear weights stored in the autocast
-        #: dtype, bit-identical features without a cast of every weight per forward (:meth:`Teacher.for_autocast`)
-        self.live_teacher = teacher.for_autocast(dtype) if dtype is not None else teacher
         segments = teacher.parts.layout.token_type_ids and getattr(teacher.model.config, "type_vocab_size", 0) > 1
         self.batchers = {name: Batcher(tokenizer, masking=False, probability=mlm_probability, seed=seed,
                                        trim=d.meta.get("unit", "blocks") != "blocks", token_types=segments and d.meta.get(
@@ -175,7 +169,7 @@ class Distiller:
         self.module.activate(stage.index)
         if self.teacher_tap is not None:
             self.teacher_tap.close()
-        self.teacher_tap = FeatureTap(self.live_teacher.parts, stage.objective.requests()[0], truncate=True)
+        self.teacher_tap = FeatureTap(self.teacher.parts, stage.objective.requests()[0], truncate=True)
         self.batcher.masking = stage.objective.needs_masking
         trains = set(stage.trains)
         for name, p in self.module.named_parameters():
