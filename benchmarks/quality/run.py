@@ -278,8 +278,8 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
 
     Models run in the order given; every (model, task, seed) result is cached in :data:`FINETUNE_CACHE` as soon as
     it finishes, so an interrupted phase continues where it stopped. After each model the report
-    (``results/finetune/results.{json,md}``, the ``bertpress evaluate`` report; retention columns once the teacher
-    is done) is rewritten with the models finished so far. On the 2 CPU cores one 3-layer student takes about an
+    (``results/finetune/results.{json,md}`` or ``--report-dir``, the ``bertpress evaluate`` report, and
+    ``margins.md``; retention columns once the teacher is done) is rewritten with the models finished so far. On the 2 CPU cores one 3-layer student takes about an
     hour and the teacher about two, so the phase spans sessions.
     """
     from bertpress.evaluate.compare import run_compare
@@ -297,8 +297,9 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
         students = [specs[n] for n in finished if n != "teacher"]
         report = run_compare(students, tasks, settings, cache, teacher=specs.get("teacher") if "teacher" in finished
                              else None, latency=False, data_dir=default_data_dir(), command=command, progress=False)
-        write_eval_report(report, RESULTS / "finetune")
-        write_margins(json.loads((RESULTS / "finetune" / "results.json").read_text()), RESULTS / "finetune")
+        out = args.report_dir or RESULTS / "finetune"
+        write_eval_report(report, out)
+        write_margins(json.loads((out / "results.json").read_text()), out)
         print(f"[quality] finetune: {', '.join(finished)} done", flush=True)
 
 
@@ -608,6 +609,8 @@ def main() -> None:
                    help="curve: the steps at which the student is saved and scored (the largest is the run's length)")
     p.add_argument("--task", choices=SCHEDULE_TASKS, nargs="+", default=["stsb"],
                    help="schedule: the tasks fine-tuned")
+    p.add_argument("--report-dir", type=Path, help="finetune: where the report of the models run goes (default "
+                                                   "results/finetune; results are cached there either way)")
     p.add_argument("--long-proxy", action="store_true",
                    help=f"curve: also score the proxy at {LONG_PROXY_EPOCHS} epochs (writes results/curve-long-proxy.*)")
     args = p.parse_args()
