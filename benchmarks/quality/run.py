@@ -292,12 +292,12 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
     tasks = [load_task(t, default_data_dir(), "tsv") for t in FINETUNE_TASKS]
     settings = resolve_settings(list(FINETUNE_TASKS), [f"sst2.max_train_examples={SST2_CAP}"])
     command = shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]])
+    out = args.report_dir or RESULTS / "finetune"
     for done in range(1, len(models) + 1):
         finished = models[:done]
         students = [specs[n] for n in finished if n != "teacher"]
         report = run_compare(students, tasks, settings, cache, teacher=specs.get("teacher") if "teacher" in finished
                              else None, latency=False, data_dir=default_data_dir(), command=command, progress=False)
-        out = args.report_dir or RESULTS / "finetune"
         write_eval_report(report, out)
         write_margins(json.loads((out / "results.json").read_text()), out)
         print(f"[quality] finetune: {', '.join(finished)} done", flush=True)
@@ -610,7 +610,8 @@ def main() -> None:
     p.add_argument("--task", choices=SCHEDULE_TASKS, nargs="+", default=["stsb"],
                    help="schedule: the tasks fine-tuned")
     p.add_argument("--report-dir", type=Path, help="finetune: where the report of the models run goes (default "
-                                                   "results/finetune; results are cached there either way)")
+                                                   "results/finetune; runs are cached in results/finetune/cache "
+                                                   "either way)")
     p.add_argument("--long-proxy", action="store_true",
                    help=f"curve: also score the proxy at {LONG_PROXY_EPOCHS} epochs (writes results/curve-long-proxy.*)")
     args = p.parse_args()
