@@ -37,6 +37,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -303,10 +304,26 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
         print(f"[quality] finetune: {', '.join(finished)} done", flush=True)
 
 
+def seed_averages(model: dict[str, Any], tasks: Sequence[str]) -> list[float]:
+    """The model's average over ``tasks`` once per fine-tuning seed (a task run with one seed, or none, adds the same
+    score to every seed's average); empty when no task ran several seeds. Their spread is the average's."""
+    per_seed: dict[str, dict[int, float]] = {}
+    for t in tasks:
+        runs = model["tasks"][t].get("runs") or []
+        if isinstance(runs, list) and len(runs) > 1:
+            per_seed[t] = {r["seed"]: r["metrics"]["score"] for r in runs}
+    if not per_seed:
+        return []
+    seeds = sorted(set.intersection(*(set(s) for s in per_seed.values())))
+    return [sum(per_seed[t][s] if t in per_seed else model["tasks"][t]["mean"]["score"] for t in tasks) / len(tasks)
+            for s in seeds]
+
+
 def write_margins(report: dict[str, Any], out: Path) -> None:
     """``margins.md`` and ``results.png`` of phase 2 (``report``: the ``bertpress evaluate`` results.json): each
     distilled model's margin per task over the best untrained baseline in the report (highest average), with the
-    spread ``sqrt(std_a² + std_b²)`` where both ran several seeds, and its retention of the teacher's average."""
+    spread ``sqrt(std_a² + std_b²)`` where both ran several seeds (for the average: the std of the per-seed averages,
+    :func:`seed_averages`), and its retention of the teacher's average."""
     models = {m["label"]: m for m in report["models"]}
     names = {t["name"]: t["title"] for t in report["tasks"]}
     tasks = list(names)
@@ -331,8 +348,9 @@ def write_margins(report: dict[str, Any], out: Path) -> None:
     best = max(baselines, key=lambda m: m["average"])
     lines = ["# Phase 2: margin over no distillation and retention of the teacher", "",
              f"Margin = distilled minus the best untrained baseline in the table (`{best['label']}`, average "
-             f"{best['average']:.1f}); ± = sqrt(std² + std²) over seeds where both ran several (one seed: no spread). "
-             "**Bold**: beyond that spread.", "",
+             f"{best['average']:.1f}); ± = sqrt(std² + std²) over seeds where both ran several (one seed: no spread; "
+             "average: std of the per-seed averages, a one-seed task adding its score to each). **Bold**: beyond that "
+             "spread.", "",
              "| model | " + " | ".join(names[t] for t in tasks) + " | average | retention |",
              "|:--|" + "--:|" * (len(tasks) + 2)]
     for m in students:
@@ -348,8 +366,14 @@ def write_margins(report: dict[str, Any], out: Path) -> None:
             else:
                 cells.append(f"{diff:+.1f}")
         retention = f"{100 * m['average'] / teacher['average']:.1f}%" if teacher else "n/a"
-        lines.append(f"| {m['label']} | " + " | ".join(cells) + f" | {m['average'] - best['average']:+.1f} | "
-                     f"{retention} |")
+        diff, sa, sb = m["average"] - best["average"], seed_averages(m, tasks), seed_averages(best, tasks)
+        if len(sa) > 1 and len(sb) > 1:
+            spread = math.hypot(statistics.stdev(sa), statistics.stdev(sb))
+            average = f"{diff:+.1f} ± {spread:.1f}"
+            average = f"**{average}**" if abs(diff) > spread else average
+        else:
+            average = f"{diff:+.1f}"
+        lines.append(f"| {m['label']} | " + " | ".join(cells) + f" | {average} | {retention} |")
     if teacher:
         lines += ["", f"Teacher average {teacher['average']:.1f}; {best['label']} keeps "
                   f"{100 * best['average'] / teacher['average']:.1f}%. Goal (issue 12): >= 95% and a margin beyond the "

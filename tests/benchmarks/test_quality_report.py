@@ -1,5 +1,7 @@
 """The quality benchmark's report code on a fixture results file: table rows, the margin over the best baseline."""
 
+import statistics
+
 import pytest
 
 
@@ -130,3 +132,23 @@ def test_finetune_margins(tmp_path, benchmark_script):
     benchmark_script("quality").write_margins(report, tmp_path)
     assert "| cand | **+6.0 ± 5.0** |" in (tmp_path / "margins.md").read_text()
     assert (tmp_path / "results.png").stat().st_size > 1000
+
+
+def test_average_margin_spread_is_over_per_seed_averages(tmp_path, benchmark_script):
+    """The average's spread is the std of the per-seed averages (a one-seed task adds its score to each seed's)."""
+    quality = benchmark_script("quality")
+
+    def model(label, rte_by_seed, sst2):
+        rte = list(rte_by_seed)
+        return {"label": label, "role": "student", "average": (statistics.mean(rte) + sst2) / 2, "tasks": {
+            "rte": {"mean": {"score": statistics.mean(rte)}, "std": {"score": statistics.stdev(rte)}, "n": 3,
+                    "runs": [{"seed": s, "metrics": {"score": v}} for s, v in zip((1, 2, 3), rte, strict=True)]},
+            "sst2": {"mean": {"score": sst2}, "std": {}, "n": 1, "runs": [{"seed": 1, "metrics": {"score": sst2}}]}}}
+
+    base, cand = model("copy-1-3-6", (50.0, 52.0, 54.0), 80.0), model("cand", (56.0, 57.0, 58.0), 82.0)
+    assert quality.seed_averages(base, ["rte", "sst2"]) == [65.0, 66.0, 67.0]
+    assert quality.seed_averages(base, ["sst2"]) == []
+    report = {"tasks": [{"name": "rte", "title": "RTE"}, {"name": "sst2", "title": "SST-2"}], "models": [base, cand]}
+    quality.write_margins(report, tmp_path)
+    # average margin (57 + 82) / 2 - (52 + 80) / 2 = 3.5; spread hypot(stdev(65, 66, 67), stdev(69, 69.5, 70)) = 1.1
+    assert "| cand | **+5.0 ± 2.2** | +2.0 | **+3.5 ± 1.1** |" in (tmp_path / "margins.md").read_text()
