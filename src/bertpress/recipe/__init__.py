@@ -73,6 +73,10 @@ class Recipe(Strict):
         if self.supernet is not None and (self.stages or self.schedule):
             raise ValueError("supernet: trains one stage for now: drop stages / schedule, or distil the extracted "
                              "students with them afterwards")
+        if self.train.average_with_init and (self.student.init == "random" or self.supernet is not None):
+            raise ValueError("train.average_with_init averages the distilled student with the teacher weights it "
+                             "started from: use an init that copies them (select, etd-impt, ...) without a "
+                             "supernet, or set it to 0")
         if self.supernet is not None and self.supernet.inplace and self.supernet.sampling != "sandwich":
             raise ValueError("supernet.inplace: the largest sub-network teaches the others, so it trains in every "
                              "step: use sampling: sandwich")

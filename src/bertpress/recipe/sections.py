@@ -182,6 +182,11 @@ class TrainSpec(Strict):
     lr: float = Field(5e-4, gt=0, le=1, description="peak AdamW learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and LayerNorms)")
     warmup_ratio: float = Field(0.06, ge=0, le=1, description="share of steps with linear warm-up")
+    average_with_init: float = Field(
+        0.0, ge=0, lt=1, description="share of the initial (teacher-copied) weights in the saved student: saved = "
+                                     "(1 - s)·distilled + s·initial (WiSE-FT weight averaging, taken once at the "
+                                     "end); 0: the distilled weights. For students initialised from the teacher "
+                                     "(not init random, not a supernet)")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping norm (0: off)")
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
         "auto", description="autocast: auto (default): bf16 where the hardware computes it natively (a CUDA GPU with "

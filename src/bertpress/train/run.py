@@ -33,6 +33,7 @@ from bertpress.recipe import Recipe
 from bertpress.train.build import Run, build_run, resolve_recipe
 from bertpress.train.callbacks import Callback
 from bertpress.train.distiller import Distiller
+from bertpress.train.init_average import average_with_init, snapshot
 from bertpress.train.output import (
     TASK_STUDENT_DIR,
     check_output_dir,
@@ -157,6 +158,7 @@ class PreparedRun:
     teacher_path: str | None
     labelled: PackedCorpus | None
     started: float
+    initial: dict[str, torch.Tensor] | None = None  # the initialised student's weights (train.average_with_init)
 
 
 def distill(recipe: Recipe | str | Path | dict, *, overrides: list[str] | None = None, resume: bool = False,
@@ -214,6 +216,7 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
             if any(aligned):
                 plan = {**plan, "projection": "extracted"}
         rank_supernet(run, corpus, out)
+        initial = snapshot(student) if recipe.train.average_with_init else None
         module = None
         if run.supernet is not None:  # sub-networks drawn per micro-batch train in place of the student
             sn = recipe.supernet
@@ -231,7 +234,8 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
             distiller.open_teacher_caches(Path(recipe.data.cache_dir) if recipe.data.cache_dir else default_cache_dir())
     if acc.log_with:  # W&B, MLflow, ... (and trackers of an accelerator passed in)
         acc.init_trackers(recipe.name, config=flat_recipe(recipe.to_dict()))
-    return PreparedRun(recipe, run, acc, corpus, teacher, distiller, plan, fitted_head, teacher_path, labelled, t0)
+    return PreparedRun(recipe, run, acc, corpus, teacher, distiller, plan, fitted_head, teacher_path, labelled, t0,
+                       initial)
 
 
 def finish_run(prepared: PreparedRun, result: dict[str, Any], extra: dict[str, Any] | None = None) -> RunResult:
@@ -243,6 +247,12 @@ def finish_run(prepared: PreparedRun, result: dict[str, Any], extra: dict[str, A
     if acc.log_with:
         acc.end_training()
     final_student = p.distiller.student()
+    averaged = {}
+    if p.initial is not None:
+        share = recipe.train.average_with_init
+        average_with_init(final_student, p.initial, share)
+        averaged = {"average_with_init": {"share": share, "valid": p.distiller.validate(),
+                                          "note": "final: the distilled weights; valid: the saved average's"}}
     s_config = run.student_config
     last = run.stages[-1]
     summary = {
@@ -262,6 +272,7 @@ def finish_run(prepared: PreparedRun, result: dict[str, Any], extra: dict[str, A
         "frozen": p.distiller.frozen,
         "corpus": corpus.meta,
         "final": result["valid"],
+        **averaged,
         **({"early_stopping": result["state"]["early"]} if result["state"]["early"] else {}),
         **({"task_student": TASK_STUDENT_DIR} if teacher.task else {}),
         **({"labelled": labelled.meta} if labelled is not None else {}),
