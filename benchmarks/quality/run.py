@@ -34,6 +34,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -55,11 +56,12 @@ from bertpress.evaluate.settings import resolve_settings
 from bertpress.evaluate.suite import ModelSpec, evaluate_model
 from bertpress.evaluate.tasks import load_task
 from bertpress.init import InitContext, initialise
-from bertpress.models.teacher import PACKAGED_TEACHER, resolve_model
+from bertpress.models.teacher import PACKAGED_TEACHER, STUDENT_DIR, resolve_model
 from bertpress.recipe import recipe_from_dict
 from bertpress.train.build import build_run
 from bertpress.train.callbacks import Callback
 from bertpress.train.checkpoint import latest_checkpoint
+from bertpress.train.init_average import average_with_init, snapshot
 from bertpress.train.run import distill, sample_batches
 
 matplotlib.use("Agg")
@@ -418,11 +420,48 @@ def shipped_recipe(name: str, out_dir: Path) -> dict[str, Any]:
     return recipe_from_dict(recipe).to_dict()
 
 
+#: ``NAME@avgS``: model NAME's distilled run saved with ``train.average_with_init: S`` (:func:`make_average`).
+AVERAGE_MARK = "@avg"
+
+
+def make_average(name: str, share: float, out_dir: Path) -> Path:
+    """``NAME@avgS``: the distilled run behind model ``NAME`` saved as ``(1 - S)·distilled + S·initial`` weights, which
+    is what its recipe with ``train.average_with_init: S`` saves (the average acts only at the end, so one
+    distillation serves every share). The initial weights are rebuilt as the run built them (same recipe, seed and
+    initialiser batches)."""
+    path = out_dir / f"{name}{AVERAGE_MARK}{share:g}"
+    if (path / "model.safetensors").is_file():
+        return path
+    student_dir = model_path(name, out_dir)
+    run_dir = student_dir.parent if student_dir.name == STUDENT_DIR else student_dir
+    if not (run_dir / "recipe.yaml").is_file():
+        raise SystemExit(f"{name}{AVERAGE_MARK}{share:g}: {run_dir} is not a distillation run (no recipe.yaml)")
+    recipe = recipe_from_dict(yaml.safe_load((run_dir / "recipe.yaml").read_text()))
+    run = build_run(recipe)
+    corpus = load_corpus(recipe.data, run.tokenizer, seed=recipe.seed)
+    sample = sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
+    initialise(recipe.student.init, InitContext(run.teacher, run.student, recipe.seed, sample, run_dir),
+               recipe.student.init_args)
+    model = type(run.student).from_pretrained(student_dir)
+    average_with_init(model, snapshot(run.student), share)
+    with atomic_dir(path) as tmp:
+        shutil.copytree(student_dir, tmp, dirs_exist_ok=True)
+        model.save_pretrained(tmp)
+        summary = json.loads((tmp / "bertpress.json").read_text()) if (tmp / "bertpress.json").is_file() else {}
+        atomic_write_json(tmp / "bertpress.json", {**summary, "average_with_init": {
+            "share": share, "made_by": "benchmarks/quality/run.py make_average, after the run"}})
+    return path
+
+
 def model_path(name: str, out_dir: Path) -> Path:
-    """The directory of a screened model (``teacher``, a baseline built on demand, a distilled candidate, or a shipped
-    recipe's student, ``recipe-NAME``, distilled on demand: resumable, reused once finished)."""
+    """The directory of a screened model (``teacher``, a baseline built on demand, a distilled candidate, a shipped
+    recipe's student, ``recipe-NAME``, distilled on demand: resumable, reused once finished; ``NAME@avgS``: see
+    :func:`make_average`)."""
     if name == "teacher":
         return Path(resolve_model(PACKAGED_TEACHER))
+    if AVERAGE_MARK in name:
+        base, share = name.rsplit(AVERAGE_MARK, 1)
+        return make_average(base, float(share), out_dir)
     if name.startswith(RECIPE_PREFIX):
         run_distillation(shipped_recipe(name[len(RECIPE_PREFIX):], out_dir))
     path = make_baseline(name, out_dir) if name in BASELINES else Path(resolve_model(str(out_dir / name)))

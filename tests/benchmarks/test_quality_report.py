@@ -1,8 +1,10 @@
 """The quality benchmark's report code on a fixture results file: table rows, the margin over the best baseline."""
 
+import json
 import statistics
 
 import pytest
+import torch
 
 
 def test_screen_report(tmp_path, benchmark_script):
@@ -152,3 +154,27 @@ def test_average_margin_spread_is_over_per_seed_averages(tmp_path, benchmark_scr
     quality.write_margins(report, tmp_path)
     # average margin (57 + 82) / 2 - (52 + 80) / 2 = 3.5; spread hypot(stdev(65, 66, 67), stdev(69, 69.5, 70)) = 1.1
     assert "| cand | **+5.0 ± 2.2** | +2.0 | **+3.5 ± 1.1** |" in (tmp_path / "margins.md").read_text()
+
+
+def test_average_after_the_run_equals_the_recipe_field(tmp_path, tiny_teacher_mlm, tiny_corpus, benchmark_script):
+    """``NAME@avgS`` (averaged after the run, the init rebuilt) saves what ``train.average_with_init: S`` saves."""
+    from safetensors.torch import load_file
+
+    from bertpress.train.run import distill
+
+    def recipe(name, share):
+        return {"output_dir": str(tmp_path / name), "seed": 3, "teacher": {"name_or_path": str(tiny_teacher_mlm)},
+                "student": {"num_layers": 2, "init": "select", "init_args": {"layers": [2, 4]}},
+                "data": {"sources": [str(tiny_corpus)], "block_size": 32, "cache_dir": str(tmp_path / "cache")},
+                "train": {"max_steps": 12, "batch_size": 8, "lr": 1e-3, "eval_every": 0, "save_every": 0,
+                          "num_workers": 0, "average_with_init": share}}
+
+    distill(recipe("plain", 0.0))
+    in_run = load_file(str(distill(recipe("avg", 0.5)).student_dir / "model.safetensors"))
+    path = benchmark_script("quality").model_path("plain@avg0.5", tmp_path)
+    assert path == tmp_path / "plain@avg0.5"
+    after = load_file(str(path / "model.safetensors"))
+    assert after.keys() == in_run.keys()
+    for k in after:
+        assert torch.allclose(after[k], in_run[k], atol=1e-6), k
+    assert json.loads((path / "bertpress.json").read_text())["average_with_init"]["share"] == 0.5
