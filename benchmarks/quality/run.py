@@ -53,6 +53,7 @@ from bertpress.evaluate.cache import ResultCache
 from bertpress.evaluate.latency import conditions
 from bertpress.evaluate.proxy import proxy_settings
 from bertpress.evaluate.settings import resolve_settings
+from bertpress.evaluate.stats import paired_test
 from bertpress.evaluate.suite import ModelSpec, evaluate_model
 from bertpress.evaluate.tasks import load_task
 from bertpress.init import InitContext, initialise
@@ -306,19 +307,19 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
         print(f"[quality] finetune: {', '.join(finished)} done", flush=True)
 
 
-def seed_averages(model: dict[str, Any], tasks: Sequence[str]) -> list[float]:
-    """The model's average over ``tasks`` once per fine-tuning seed (a task run with one seed, or none, adds the same
-    score to every seed's average); empty when no task ran several seeds. Their spread is the average's."""
+def seed_averages(model: dict[str, Any], tasks: Sequence[str]) -> dict[int, float]:
+    """Fine-tuning seed -> the model's average over ``tasks`` with that seed (a task run with one seed, or none, adds
+    the same score to every seed's average); empty when no task ran several seeds. Their spread is the average's."""
     per_seed: dict[str, dict[int, float]] = {}
     for t in tasks:
         runs = model["tasks"][t].get("runs") or []
         if isinstance(runs, list) and len(runs) > 1:
             per_seed[t] = {r["seed"]: r["metrics"]["score"] for r in runs}
     if not per_seed:
-        return []
+        return {}
     seeds = sorted(set.intersection(*(set(s) for s in per_seed.values())))
-    return [sum(per_seed[t][s] if t in per_seed else model["tasks"][t]["mean"]["score"] for t in tasks) / len(tasks)
-            for s in seeds]
+    return {s: sum(per_seed[t][s] if t in per_seed else model["tasks"][t]["mean"]["score"] for t in tasks) / len(tasks)
+            for s in seeds}
 
 
 def write_margins(report: dict[str, Any], out: Path) -> None:
@@ -352,9 +353,10 @@ def write_margins(report: dict[str, Any], out: Path) -> None:
              f"Margin = distilled minus the best untrained baseline in the table (`{best['label']}`, average "
              f"{best['average']:.1f}); ± = sqrt(std² + std²) over seeds where both ran several (one seed: no spread; "
              "average: std of the per-seed averages, a one-seed task adding its score to each). **Bold**: beyond that "
-             "spread.", "",
-             "| model | " + " | ".join(names[t] for t in tasks) + " | average | retention |",
-             "|:--|" + "--:|" * (len(tasks) + 2)]
+             "spread. Paired test: the per-seed averages of the model and the baseline paired by fine-tuning seed "
+             "(two-sided paired t-test).", "",
+             "| model | " + " | ".join(names[t] for t in tasks) + " | average | paired test | retention |",
+             "|:--|" + "--:|" * (len(tasks) + 1) + ":--|--:|"]
     for m in students:
         cells = []
         for t in tasks:
@@ -369,13 +371,15 @@ def write_margins(report: dict[str, Any], out: Path) -> None:
                 cells.append(f"{diff:+.1f}")
         retention = f"{100 * m['average'] / teacher['average']:.1f}%" if teacher else "n/a"
         diff, sa, sb = m["average"] - best["average"], seed_averages(m, tasks), seed_averages(best, tasks)
+        average, test = f"{diff:+.1f}", "-"
         if len(sa) > 1 and len(sb) > 1:
-            spread = math.hypot(statistics.stdev(sa), statistics.stdev(sb))
+            spread = math.hypot(statistics.stdev(sa.values()), statistics.stdev(sb.values()))
             average = f"{diff:+.1f} ± {spread:.1f}"
             average = f"**{average}**" if abs(diff) > spread else average
-        else:
-            average = f"{diff:+.1f}"
-        lines.append(f"| {m['label']} | " + " | ".join(cells) + f" | {average} | {retention} |")
+        if len(common := sorted(sa.keys() & sb.keys())) > 1:
+            p = paired_test([sa[k] for k in common], [sb[k] for k in common])
+            test = f"{p['wins']}/{p['n']} seeds, p = {p['p_value']:.3f}"
+        lines.append(f"| {m['label']} | " + " | ".join(cells) + f" | {average} | {test} | {retention} |")
     if teacher:
         lines += ["", f"Teacher average {teacher['average']:.1f}; {best['label']} keeps "
                   f"{100 * best['average'] / teacher['average']:.1f}%. Goal (issue 12): >= 95% and a margin beyond the "
@@ -513,7 +517,6 @@ def schedule(models: list[str], args: argparse.Namespace) -> None:
 def write_schedule(report: dict[str, Any], results: Path = RESULTS) -> None:
     """``schedule.{json,md,png}`` (STS-B; ``schedule-TASK.*`` for another task): the score per model and fine-tuning
     schedule, the student's retention of the teacher and its margin over the untrained baseline (paired by seed)."""
-    from bertpress.evaluate.stats import paired_test
     from bertpress.evaluate.tasks import TASKS
 
     task = report.get("task", "stsb")

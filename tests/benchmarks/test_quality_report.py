@@ -128,7 +128,7 @@ def test_finetune_margins(tmp_path, benchmark_script):
     benchmark_script("quality").write_margins(report, tmp_path)
     md = (tmp_path / "margins.md").read_text()
     assert "(`copy-1-3-6`, average 70.0)" in md
-    assert "| cand | +5.0 ± 5.0 | +1.5 | +6.0 | 95.0% |" in md  # 5.0 is not beyond hypot(4, 3) = 5.0
+    assert "| cand | +5.0 ± 5.0 | +1.5 | +6.0 | - | 95.0% |" in md  # 5.0 is not beyond hypot(4, 3) = 5.0
     assert "copy-1-3-6 keeps 87.5%" in md
     report["models"][3]["tasks"]["rte"]["mean"]["score"] = 61.0
     benchmark_script("quality").write_margins(report, tmp_path)
@@ -148,12 +148,14 @@ def test_average_margin_spread_is_over_per_seed_averages(tmp_path, benchmark_scr
             "sst2": {"mean": {"score": sst2}, "std": {}, "n": 1, "runs": [{"seed": 1, "metrics": {"score": sst2}}]}}}
 
     base, cand = model("copy-1-3-6", (50.0, 52.0, 54.0), 80.0), model("cand", (56.0, 57.0, 58.0), 82.0)
-    assert quality.seed_averages(base, ["rte", "sst2"]) == [65.0, 66.0, 67.0]
-    assert quality.seed_averages(base, ["sst2"]) == []
+    assert quality.seed_averages(base, ["rte", "sst2"]) == {1: 65.0, 2: 66.0, 3: 67.0}
+    assert quality.seed_averages(base, ["sst2"]) == {}
     report = {"tasks": [{"name": "rte", "title": "RTE"}, {"name": "sst2", "title": "SST-2"}], "models": [base, cand]}
     quality.write_margins(report, tmp_path)
     # average margin (57 + 82) / 2 - (52 + 80) / 2 = 3.5; spread hypot(stdev(65, 66, 67), stdev(69, 69.5, 70)) = 1.1
-    assert "| cand | **+5.0 ± 2.2** | +2.0 | **+3.5 ± 1.1** |" in (tmp_path / "margins.md").read_text()
+    # paired by seed: differences 4, 3.5, 3 -> t = 3.5 / (0.5 / sqrt(3)) = 12.1, 2 df, p = 0.0067
+    assert ("| cand | **+5.0 ± 2.2** | +2.0 | **+3.5 ± 1.1** | 3/3 seeds, p = 0.007 |"
+            in (tmp_path / "margins.md").read_text())
 
 
 def test_average_after_the_run_equals_the_recipe_field(tmp_path, tiny_teacher_mlm, tiny_corpus, benchmark_script):
