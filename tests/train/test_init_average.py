@@ -45,6 +45,10 @@ def test_saved_student_averages_distilled_and_copied_weights(tiny_recipe, tiny_t
     info = averaged.summary["average_with_init"]
     assert info["share"] == 0.5 and averaged.summary["final"] == plain.summary["final"]  # same training
     assert info["valid"]["loss"] != pytest.approx(plain.summary["final"]["loss"])  # measured on the average
+    card = (averaged.student_dir / "README.md").read_text()
+    assert (f"- saved as 0.5 × the distilled + 0.5 × the initial weights (`train.average_with_init`); held-out loss "
+            f"of the saved weights {info['valid']['loss']:.4f}") in card
+    assert "saved as" not in (plain.student_dir / "README.md").read_text()
 
 
 def test_average_after_resume_uses_the_initial_weights(tiny_recipe, tmp_path):

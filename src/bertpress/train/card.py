@@ -62,7 +62,11 @@ def model_card(summary: dict[str, Any], evaluation: str | None = None, repo_id: 
              + (f" from teacher layers {init['layers']}" if init.get("layers") else ""),
              f"- distilled on {summary['tokens_seen']:,} tokens ({summary['steps']} steps) of "
              f"{', '.join(map(str, summary['corpus'].get('sources', [])))}",
-             f"- layer mapping (student layer i learns teacher layer m[i]): {summary['mapping']}", "",
+             f"- layer mapping (student layer i learns teacher layer m[i]): {summary['mapping']}",
+             *([f"- saved as {1 - avg['share']:g} × the distilled + {avg['share']:g} × the initial weights "
+                f"(`train.average_with_init`); held-out loss of the saved weights "
+                f"{avg['valid'].get('loss', float('nan')):.4f}"] if (avg := summary.get("average_with_init")) else []),
+             "",
              *_stage_rows(summary), "",
              f"Final held-out distillation loss: {summary['final'].get('loss', float('nan')):.4f}. The full recipe "
              "is `recipe.yaml` in this repository (`bertpress distill recipe.yaml` reproduces the run); "
