@@ -63,7 +63,7 @@ from bertpress.train.build import build_run
 from bertpress.train.callbacks import Callback
 from bertpress.train.checkpoint import latest_checkpoint
 from bertpress.train.init_average import average_with_init, snapshot
-from bertpress.train.run import distill, sample_batches
+from bertpress.train.run import distill, initialise_student, sample_batches
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -313,7 +313,7 @@ def seed_averages(model: dict[str, Any], tasks: Sequence[str]) -> dict[int, floa
     per_seed: dict[str, dict[int, float]] = {}
     for t in tasks:
         runs = model["tasks"][t].get("runs") or []
-        if isinstance(runs, list) and len(runs) > 1:
+        if len(runs) > 1:
             per_seed[t] = {r["seed"]: r["metrics"]["score"] for r in runs}
     if not per_seed:
         return {}
@@ -442,10 +442,8 @@ def make_average(name: str, share: float, out_dir: Path) -> Path:
         raise SystemExit(f"{name}{AVERAGE_MARK}{share:g}: {run_dir} is not a distillation run (no recipe.yaml)")
     recipe = recipe_from_dict(yaml.safe_load((run_dir / "recipe.yaml").read_text()))
     run = build_run(recipe)
-    corpus = load_corpus(recipe.data, run.tokenizer, seed=recipe.seed)
-    sample = sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
-    initialise(recipe.student.init, InitContext(run.teacher, run.student, recipe.seed, sample, run_dir),
-               recipe.student.init_args)
+    initialise_student(recipe, run.teacher, run.student, load_corpus(recipe.data, run.tokenizer, seed=recipe.seed),
+                       run_dir)
     model = type(run.student).from_pretrained(student_dir)
     average_with_init(model, snapshot(run.student), share)
     with atomic_dir(path) as tmp:

@@ -78,6 +78,15 @@ def sample_batches(corpus: PackedCorpus, batch_size: int, seed: int):
     return sample
 
 
+def initialise_student(recipe: Recipe, teacher: Teacher, student: torch.nn.Module, corpus: PackedCorpus,
+                       out: Path) -> dict[str, Any]:
+    """Initialise ``student`` as a run of ``recipe`` does (its initialiser, seed and importance batches; caches in
+    ``out``); returns the init plan."""
+    spec = recipe.student
+    sample = sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
+    return initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
+
+
 def rank_supernet(run: Run, corpus: PackedCorpus, cache_dir: Path) -> None:
     """``supernet.order: importance``: rank the supernet's units by the teacher's ETD-Impt scores, measured on the
     batches ``etd-impt`` uses and cached in ``cache_dir`` (shared with an ``etd-impt`` init). Called right
@@ -209,8 +218,7 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
         if acc.is_main_process:
             atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
         acc.wait_for_everyone()
-        sample = sample_batches(corpus, min(recipe.train.batch_size, 32), recipe.seed)
-        plan = initialise(spec.init, InitContext(teacher, student, recipe.seed, sample, out), spec.init_args)
+        plan = initialise_student(recipe, teacher, student, corpus, out)
         if spec.projection_init == "extracted" and "hidden_dims" in plan:
             aligned = [stage.objective.align_projection(plan["hidden_dims"]) for stage in run.stages]
             if any(aligned):
