@@ -8,7 +8,9 @@ requires; the objective recomputes them from Q and K), ``--recompute-attention``
 and their attention probabilities recomputed from the captured Q and K, as before the kernel handed them over),
 ``--no-truncate`` (the teacher runs all its layers even when the mapping stops earlier), ``--torch-dropout``
 (torch's dropout, one Bernoulli draw per element, instead of :mod:`bertpress.models.dropout`'s 16-bit masks),
-``--foreach-adamw`` (the multi-tensor AdamW instead of the fused kernel).
+``--foreach-adamw`` (the multi-tensor AdamW instead of the fused kernel), ``--fp32-mse`` (MSE losses on fp32 copies
+of 16-bit features, as before the 16-bit MSE), ``--where-dropout`` (the dropout mask applied with a boolean
+``where``, as before the 0/1 multiply).
 """
 
 from __future__ import annotations
@@ -23,12 +25,26 @@ from torch import nn
 from torch.nn import functional as F
 
 from bertpress.models import attention
+from bertpress.models import dropout as dropout_module
 from bertpress.models.features import FeatureTap
+from bertpress.objectives import losses
 from bertpress.train import distiller as loop
 from bertpress.train.callbacks import Callback
 from bertpress.train.distiller import Distiller
 from bertpress.train.run import distill
 from bertpress.train.stages import Stage
+
+
+def where_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """:func:`bertpress.models.dropout.dropout` as it was before the 0/1 multiply: the same mask and values, applied
+    with a boolean ``where`` (and its backward)."""
+    if not training or p == 0.0 or x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training)
+    levels, n = dropout_module.LEVELS, x.numel()
+    bits = x.new_empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1)
+    threshold = min(round(p * levels), levels - 1)
+    keep = (bits.view(torch.int16)[:n] >= threshold - levels // 2).view(x.shape)
+    return x.where(keep, 0.0).mul_(levels / (levels - threshold))
 
 
 class Timed(Callback):
@@ -60,7 +76,13 @@ def main() -> None:
     p.add_argument("--recompute-attention", action="store_true")
     p.add_argument("--torch-dropout", action="store_true")
     p.add_argument("--foreach-adamw", action="store_true")
+    p.add_argument("--fp32-mse", action="store_true")
+    p.add_argument("--where-dropout", action="store_true")
     args = p.parse_args()
+    if args.fp32_mse:
+        losses.HALF = ()
+    if args.where_dropout:
+        attention.fast_dropout = dropout_module.dropout = where_dropout
     if args.torch_dropout:
         attention.fast_dropout = lambda x, prob, training=True: F.dropout(x, prob, training)
         loop.use_fast_dropout = lambda model: 0
@@ -79,7 +101,8 @@ def main() -> None:
     finish(args.out, {"system": "bertpress", "losses": [r["loss"] for r in train], "dropout": not args.no_dropout,
                       "overrides": args.set, "eager_attention": args.eager_attention,
                       "recompute_attention": args.recompute_attention, "torch_dropout": args.torch_dropout,
-                      "foreach_adamw": args.foreach_adamw,
+                      "foreach_adamw": args.foreach_adamw, "fp32_mse": args.fp32_mse,
+                      "where_dropout": args.where_dropout,
                       "truncate": not args.no_truncate, "frozen": result.summary["frozen"],
                       "mapping": result.summary["mapping"]},
            clock, args.warmup, args.steps)

@@ -111,8 +111,9 @@ def _ablations(abl: dict[str, Any]) -> list[str]:
                      f"{row['phases_ms']['teacher_forward']:,.0f} |")
     default = next(r for r in abl["rows"] if r["variant"] == "default")["tokens_per_s"]
     lines += ["", f"The default row pools its ablation run(s) with the comparison's bertpress runs ({default['n']} "
-              f"runs, {default['min']:,.0f}–{default['max']:,.0f} tokens/s): that spread is the noise level a ratio "
-              "must clear to mean anything on this machine.",
+              f"runs, {default['min']:,.0f}–{default['max']:,.0f} tokens/s), and the bf16 row with the comparison's "
+              "bf16 runs: that spread is the noise level a ratio must clear to mean anything on this machine. Each "
+              "`bf16_*` row puts back one thing the bf16 path did before and is measured against the `bf16` row.",
               "", "Ratios below 1 mean switching the optimisation off (or the option on) is slower. The truncation "
               "pair uses mapping `first` (student 1, 2, 3 <- teacher 1, 2, 3), where the deepest mapped teacher layer "
               "is 3: truncation on runs 3 teacher layers, off runs all 6 (with the uniform mapping the deepest layer "

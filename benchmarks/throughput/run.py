@@ -40,7 +40,6 @@ ENTRIES: dict[str, tuple[str, list[str]]] = {
 #: (name, description, runner arguments); "default" first, the ratio of every other row is to it.
 ABLATIONS: list[tuple[str, str, list[str]]] = [
     ("default", "bertpress, fp32 (mixed_precision no), all optimisations on, 1 prefetch worker", []),
-    ("no_inference_mode", "teacher under no_grad instead of inference_mode", ["--set", "train.teacher_inference_mode=false"]),
     ("recompute_attention", "mapped student layers on SDPA, attention recomputed from Q/K (no kernel hand-over)",
      ["--recompute-attention"]),
     ("eager_attention", "eager attention in every layer (no SDPA; what output_attentions needs)", ["--eager-attention"]),
@@ -53,10 +52,21 @@ ABLATIONS: list[tuple[str, str, list[str]]] = [
     ("bf16", "mixed_precision=bf16 (CPU autocast)", ["--set", "train.mixed_precision=bf16"]),
     ("bf16_freeze", "bf16 + freeze_embeddings", ["--set", "train.mixed_precision=bf16", "--set",
                                                  "train.freeze_embeddings=true"]),
+    ("bf16_inference_mode", "bf16 + teacher under inference_mode, its features cloned (before; now no_grad)",
+     ["--set", "train.mixed_precision=bf16", "--set", "train.teacher_inference_mode=true"]),
+    ("bf16_fp32_mse", "bf16 + MSE losses on fp32 copies of 16-bit features (before; now a 16-bit MSE)",
+     ["--set", "train.mixed_precision=bf16", "--fp32-mse"]),
+    ("bf16_where_dropout", "bf16 + dropout masks applied with a boolean where (before; now a 0/1 multiply)",
+     ["--set", "train.mixed_precision=bf16", "--where-dropout"]),
     ("first_truncated", "mapping 'first' (teacher 1, 2, 3): teacher runs 3 of 6 layers", ["--set", "mapping.strategy=first"]),
     ("first_full", "mapping 'first' with truncation off: teacher runs all 6 layers",
      ["--set", "mapping.strategy=first", "--no-truncate"]),
 ]
+
+
+#: ablation rows measured against another row than "default"
+REFERENCES = {"first_full": "first_truncated", "bf16_inference_mode": "bf16", "bf16_fp32_mse": "bf16",
+              "bf16_where_dropout": "bf16"}
 
 
 def machine() -> dict[str, Any]:
@@ -139,7 +149,7 @@ def comparison(tmp: Path, reps: int, warmup: int, steps: int) -> dict[str, Any]:
 
 
 def ablations(tmp: Path, reps: int, warmup: int, steps: int, names: list[str],
-              default_runs: list[dict[str, Any]]) -> dict[str, Any]:
+              pooled: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """One run per variant and round; the default row pools its own runs with ``default_runs`` (the comparison's
     bertpress runs, the same configuration) so that every ratio has the most stable reference available."""
     chosen = [a for a in ABLATIONS if a[0] in names]
@@ -151,7 +161,7 @@ def ablations(tmp: Path, reps: int, warmup: int, steps: int, names: list[str],
             runs[-1]["variant"] = name
     rows = []
     for name, description, extra in chosen:
-        xs = [x for x in runs if x["variant"] == name] + (default_runs if name == "default" else [])
+        xs = [x for x in runs if x["variant"] == name] + pooled.get(name, [])
         rows.append({"variant": name, "description": description, "args": extra,
                      "tokens_per_s": spread([x["tokens_per_s"] for x in xs]),
                      "tokens_per_cpu_s": spread([x["tokens_per_cpu_s"] for x in xs]),
@@ -159,7 +169,7 @@ def ablations(tmp: Path, reps: int, warmup: int, steps: int, names: list[str],
                      "phases_ms": {k: statistics.median(x["phases_ms"][k] for x in xs) for k in xs[0]["phases_ms"]}})
     base = {row["variant"]: row["tokens_per_s"]["median"] for row in rows}
     for row in rows:
-        row["reference"] = "first_truncated" if row["variant"] == "first_full" else "default"
+        row["reference"] = REFERENCES.get(row["variant"], "default")
         row["ratio_to_reference"] = row["tokens_per_s"]["median"] / base[row["reference"]]
     return {"reps": reps, "warmup": warmup, "steps": steps, "rows": rows, "runs": runs}
 
@@ -176,7 +186,7 @@ def main() -> None:
     p.add_argument("--ablation-steps", type=int, default=6)
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--ablations", default=",".join(a[0] for a in ABLATIONS),
-                   help="comma-separated variants (default: all; 'default' and 'first_truncated' are references)")
+                   help="comma-separated variants (default: all; 'default' and the REFERENCES rows join when needed)")
     p.add_argument("--out-dir", type=Path, default=HERE / "results")
     args = p.parse_args()
     from report import write_markdown
@@ -197,8 +207,10 @@ def main() -> None:
             unknown = set(names) - {a[0] for a in ABLATIONS}
             if unknown:
                 sys.exit(f"unknown ablation(s) {sorted(unknown)}: choose from {[a[0] for a in ABLATIONS]}")
-            names += ["default"] + (["first_truncated"] if "first_full" in names else [])
-            pooled = [x for x in result["comparison"]["runs"] if x["entry"] == "bertpress"]
+            names += ["default", *sorted({REFERENCES[n] for n in names if n in REFERENCES} - set(names))]
+            # the reference rows pool the comparison's runs of the same settings
+            pooled = {variant: [x for x in result["comparison"]["runs"] if x["entry"] == entry]
+                      for variant, entry in (("default", "bertpress"), ("bf16", "bertpress_bf16"))}
             result["ablations"] = ablations(tmp, args.ablation_reps, args.ablation_warmup, args.ablation_steps, names,
                                             pooled)
     result["load_average_end"] = list(os.getloadavg())

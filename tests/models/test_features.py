@@ -31,3 +31,17 @@ def test_tap_logits_runs_full_model(tiny_teacher_mlm):
     feats = teacher_forward(tap, input_ids=ids, attention_mask=torch.ones_like(ids))
     with torch.no_grad():
         torch.testing.assert_close(feats.logits, teacher.model(input_ids=ids).logits)
+
+
+def test_teacher_features_are_the_same_under_no_grad_and_inference_mode_and_usable_by_a_loss(tiny_teacher_mlm):
+    teacher = load_teacher(str(tiny_teacher_mlm))
+    ids = torch.randint(5, 100, (2, 12))
+    tap = FeatureTap(teacher.parts, FeatureRequest(hidden=frozenset({2}), probs=frozenset({2})), truncate=True)
+    plain = teacher_forward(tap, input_ids=ids, attention_mask=torch.ones_like(ids))  # the default: no_grad
+    inference = teacher_forward(tap, inference_mode=True, input_ids=ids, attention_mask=torch.ones_like(ids))
+    for a, b in ((plain.hidden[2], inference.hidden[2]), (plain.probs[2], inference.probs[2])):
+        assert torch.equal(a, b) and not a.requires_grad and not a.is_inference() and not b.is_inference()
+    student = plain.probs[2].clone().requires_grad_()
+    for feats in (plain, inference):  # a loss that saves the target for its backward accepts either
+        torch.nn.functional.mse_loss(student * 2, feats.probs[2]).backward()
+    assert student.grad is not None

@@ -142,3 +142,34 @@ def test_batch_similarity_mse_by_hand():
     assert batch_similarity_mse(s, t, pool="mean").item() == pytest.approx(want, rel=1e-5)
     with pytest.raises(ValueError, match="pool"):
         batch_similarity_mse(s, t, pool="max")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("loss", [attention_score_mse, hidden_mse])
+def test_16_bit_mse_without_fp32_copies_equals_the_fp32_mse_of_the_same_values(loss, dtype):
+    """Autocast hands the losses 16-bit tensors: the MSE of the fp32 values, with the gradient rounded once."""
+    torch.manual_seed(0)
+    base = torch.rand(2, 3, 8, 8)
+    near = (base + 1e-3 * torch.randn_like(base)).to(dtype)  # a student near its teacher: exact differences
+    far = torch.randn_like(base).to(dtype)
+    for s_val in (near, far):
+        t = base.to(dtype).requires_grad_()
+        s = s_val.clone().requires_grad_()
+        got = loss(s, t, torch.ones(2, 8, dtype=torch.long))
+        got.backward()
+        s32, t32 = s_val.float().requires_grad_(), base.to(dtype).float()
+        ref = ((s32 - t32) ** 2).mean()
+        ref.backward()
+        assert got.dtype == torch.float32
+        assert got.item() == pytest.approx(ref.item(), rel=2e-3 if s_val is far else 1e-5)
+        assert s.grad.dtype == dtype
+        if s_val is near:
+            assert torch.equal(s.grad, s32.grad.to(dtype))  # rounded once, as the cast-back gradient of fp32 copies
+        else:
+            torch.testing.assert_close(s.grad.float(), s32.grad, rtol=1e-2, atol=1e-6)
+        assert torch.equal(t.grad, -s.grad)
+
+
+def test_hidden_mse_over_real_tokens_in_16_bit_when_padded():
+    s = torch.tensor([[[1.0, 2.0], [0.0, 0.0]], [[5.0, 5.0], [9.0, 9.0]]], dtype=torch.bfloat16)
+    assert hidden_mse(s, torch.zeros_like(s), torch.tensor([[1, 1], [1, 0]])).item() == pytest.approx(55 / 6, rel=1e-6)

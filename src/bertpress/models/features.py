@@ -214,8 +214,10 @@ class FeatureTap:
         self._captures.clear()
 
 
-def teacher_forward(tap: FeatureTap, *, inference_mode: bool = True, **inputs: Tensor) -> Features:
-    """Teacher features without autograd; inference-mode tensors are cloned so losses may save them."""
+def teacher_forward(tap: FeatureTap, *, inference_mode: bool = False, **inputs: Tensor) -> Features:
+    """Teacher features without autograd (``torch.no_grad``). With ``inference_mode`` the forward runs under
+    ``torch.inference_mode`` and its tensors are cloned so losses may save them: the clones cost more than
+    inference mode saves (about 20 ms of a 350 ms bf16 teacher forward on 2 CPU cores), hence not the default."""
     if inference_mode:
         with torch.inference_mode():
             feats = tap(**inputs)

@@ -198,7 +198,7 @@ class TrainSpec(Strict):
     log_every: int = Field(10, gt=0, description="metrics logged every N steps")
     num_workers: int = Field(1, ge=0, description="dataloader worker processes")
     freeze_embeddings: bool = Field(False, description="keep the (large) embedding matrix fixed")
-    teacher_inference_mode: bool = Field(True, description="run the teacher under torch.inference_mode")
+    teacher_inference_mode: bool = Field(False, description="run the teacher under torch.inference_mode instead of no_grad (its features are then cloned for the loss: slower)")
     teacher_cache: bool = Field(
         False, description="compute the teacher's features once per training block, store them on disk (bf16, "
                            "memory-mapped, under data.cache_dir) and read them instead of running the teacher: for "
