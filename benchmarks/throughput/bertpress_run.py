@@ -10,7 +10,8 @@ and their attention probabilities recomputed from the captured Q and K, as befor
 (torch's dropout, one Bernoulli draw per element, instead of :mod:`bertpress.models.dropout`'s 16-bit masks),
 ``--foreach-adamw`` (the multi-tensor AdamW instead of the fused kernel), ``--fp32-mse`` (MSE losses on fp32 copies
 of 16-bit features, as before the 16-bit MSE), ``--where-dropout`` (the dropout mask applied with a boolean
-``where``, as before the 0/1 multiply).
+``where``, as before the 0/1 multiply), ``--mt-bits`` (the dropout bits from torch's Mersenne Twister, as before
+SFC64).
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ from bertpress.train.stages import Stage
 
 
 def where_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """:func:`bertpress.models.dropout.dropout` as it was before the 0/1 multiply: the same mask and values, applied
-    with a boolean ``where`` (and its backward)."""
+    """:func:`bertpress.models.dropout.dropout` as it was before the 0/1 multiply: the same bits, mask and values,
+    applied with a boolean ``where`` (and its backward)."""
     if not training or p == 0.0 or x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training)
     levels, n = dropout_module.LEVELS, x.numel()
-    bits = x.new_empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1)
+    bits = dropout_module.random_words((n + 3) // 4)
     threshold = min(round(p * levels), levels - 1)
     keep = (bits.view(torch.int16)[:n] >= threshold - levels // 2).view(x.shape)
     return x.where(keep, 0.0).mul_(levels / (levels - threshold))
@@ -78,7 +79,10 @@ def main() -> None:
     p.add_argument("--foreach-adamw", action="store_true")
     p.add_argument("--fp32-mse", action="store_true")
     p.add_argument("--where-dropout", action="store_true")
+    p.add_argument("--mt-bits", action="store_true")
     args = p.parse_args()
+    if args.mt_bits:
+        dropout_module.random_words = lambda n: torch.empty(n, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1)
     if args.fp32_mse:
         losses.HALF = ()
     if args.where_dropout:
@@ -102,7 +106,7 @@ def main() -> None:
                       "overrides": args.set, "eager_attention": args.eager_attention,
                       "recompute_attention": args.recompute_attention, "torch_dropout": args.torch_dropout,
                       "foreach_adamw": args.foreach_adamw, "fp32_mse": args.fp32_mse,
-                      "where_dropout": args.where_dropout,
+                      "where_dropout": args.where_dropout, "mt_bits": args.mt_bits,
                       "truncate": not args.no_truncate, "frozen": result.summary["frozen"],
                       "mapping": result.summary["mapping"]},
            clock, args.warmup, args.steps)

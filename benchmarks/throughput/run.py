@@ -58,6 +58,8 @@ ABLATIONS: list[tuple[str, str, list[str]]] = [
      ["--set", "train.mixed_precision=bf16", "--fp32-mse"]),
     ("bf16_where_dropout", "bf16 + dropout masks applied with a boolean where (before; now a 0/1 multiply)",
      ["--set", "train.mixed_precision=bf16", "--where-dropout"]),
+    ("bf16_mt_bits", "bf16 + dropout bits from torch's Mersenne Twister (before; now numpy's SFC64)",
+     ["--set", "train.mixed_precision=bf16", "--mt-bits"]),
     ("first_truncated", "mapping 'first' (teacher 1, 2, 3): teacher runs 3 of 6 layers", ["--set", "mapping.strategy=first"]),
     ("first_full", "mapping 'first' with truncation off: teacher runs all 6 layers",
      ["--set", "mapping.strategy=first", "--no-truncate"]),
@@ -66,7 +68,7 @@ ABLATIONS: list[tuple[str, str, list[str]]] = [
 
 #: ablation rows measured against another row than "default"
 REFERENCES = {"first_full": "first_truncated", "bf16_inference_mode": "bf16", "bf16_fp32_mse": "bf16",
-              "bf16_where_dropout": "bf16"}
+              "bf16_where_dropout": "bf16", "bf16_mt_bits": "bf16"}
 
 
 def machine() -> dict[str, Any]:

@@ -49,3 +49,16 @@ def test_gradient_is_the_mask_times_the_scale_in_the_input_dtype():
         assert out.dtype == dtype
         assert torch.equal(x.grad, expected)
         assert torch.equal(out, torch.where(out != 0, x.detach() * scale, 0).to(dtype))
+
+
+def test_a_restored_torch_rng_state_reproduces_the_mask_and_each_call_moves_torchs_stream_once():
+    x = torch.randn(64, 129)
+    state = torch.get_rng_state()
+    first = dropout(x, 0.1)
+    after_one = torch.get_rng_state()
+    torch.set_rng_state(state)
+    torch.randint(-(1 << 63), (1 << 63) - 1, (), dtype=torch.int64)  # what one call draws: the SFC64 seed
+    assert torch.equal(torch.get_rng_state(), after_one)
+    torch.set_rng_state(state)
+    assert torch.equal(dropout(x, 0.1), first)  # a checkpoint's RNG state gives the same masks on resume
+    assert not torch.equal(dropout(x, 0.1), first)
