@@ -30,6 +30,7 @@ come from the evaluation cache; results are rewritten after every candidate. Wri
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -53,7 +54,7 @@ from bertpress.evaluate.cache import ResultCache
 from bertpress.evaluate.latency import conditions
 from bertpress.evaluate.proxy import proxy_settings
 from bertpress.evaluate.settings import resolve_settings
-from bertpress.evaluate.stats import paired_test
+from bertpress.evaluate.stats import paired_bootstrap_spearman, paired_test
 from bertpress.evaluate.suite import ModelSpec, evaluate_model
 from bertpress.evaluate.tasks import load_task
 from bertpress.init import InitContext, initialise
@@ -303,7 +304,8 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
         report = run_compare(students, tasks, settings, cache, teacher=specs.get("teacher") if "teacher" in finished
                              else None, latency=False, data_dir=default_data_dir(), command=command, progress=False)
         write_eval_report(report, out)
-        write_margins(json.loads((out / "results.json").read_text()), out)
+        write_margins(json.loads((out / "results.json").read_text()), out,
+                      paths={n: specs[n].path for n in finished if n != "teacher"})
         print(f"[quality] finetune: {', '.join(finished)} done", flush=True)
 
 
@@ -322,11 +324,37 @@ def seed_averages(model: dict[str, Any], tasks: Sequence[str]) -> dict[int, floa
             for s in seeds}
 
 
-def write_margins(report: dict[str, Any], out: Path) -> None:
+@functools.cache
+def zeroshot_similarities(model_dir: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The zero-shot task's per-pair cosine similarities of ``model_dir`` on the STS-B dev pairs (its settings and
+    the model's pooling, as ``bertpress evaluate`` scores it), and the gold scores."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from bertpress.evaluate.zeroshot import pair_similarities
+    from bertpress.models.pooling import model_pooling
+
+    settings = resolve_settings(["stsb-zeroshot"])["stsb-zeroshot"]
+    examples = next(iter(load_task("stsb-zeroshot", default_data_dir(), "tsv").dev.values()))
+    examples = examples[:settings.max_eval_examples]
+    pooling = settings.pooling if settings.pooling != "auto" else model_pooling(model_dir)[0]
+    sims = pair_similarities(AutoModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir),
+                             [(e.text_a, e.text_b or "") for e in examples], pooling=pooling,
+                             max_length=settings.max_length, batch_size=settings.eval_batch_size)
+    return tuple(sims), tuple(float(e.label) for e in examples)
+
+
+def zeroshot_bootstrap(student: Path, baseline: Path) -> dict[str, Any]:
+    """Paired bootstrap over the STS-B dev pairs of the student's zero-shot Spearman minus the baseline's."""
+    (a, gold), (b, _) = zeroshot_similarities(student), zeroshot_similarities(baseline)
+    return paired_bootstrap_spearman(gold, a, b)
+
+
+def write_margins(report: dict[str, Any], out: Path, paths: dict[str, Path] | None = None) -> None:
     """``margins.md`` and ``results.png`` of phase 2 (``report``: the ``bertpress evaluate`` results.json): each
     distilled model's margin per task over the best untrained baseline in the report (highest average), with the
     spread ``sqrt(std_a² + std_b²)`` where both ran several seeds (for the average: the std of the per-seed averages,
-    :func:`seed_averages`), and its retention of the teacher's average."""
+    :func:`seed_averages`), and its retention of the teacher's average. With ``paths`` (label -> model directory) the
+    zero-shot margin also gets its paired-bootstrap 95% interval over the dev pairs (:func:`zeroshot_bootstrap`)."""
     models = {m["label"]: m for m in report["models"]}
     names = {t["name"]: t["title"] for t in report["tasks"]}
     tasks = list(names)
@@ -357,6 +385,8 @@ def write_margins(report: dict[str, Any], out: Path) -> None:
              "(two-sided paired t-test).", "",
              "| model | " + " | ".join(names[t] for t in tasks) + " | average | paired test | retention |",
              "|:--|" + "--:|" * (len(tasks) + 1) + ":--|--:|"]
+    boot = {m["label"]: zeroshot_bootstrap(paths[m["label"]], paths[best["label"]]) for m in students
+            if paths and m["label"] in paths and best["label"] in paths and "stsb-zeroshot" in tasks}
     for m in students:
         cells = []
         for t in tasks:
@@ -367,6 +397,10 @@ def write_margins(report: dict[str, Any], out: Path) -> None:
                 spread = math.hypot(sa, sb)
                 cell = f"{diff:+.1f} ± {spread:.1f}"
                 cells.append(f"**{cell}**" if abs(diff) > spread else cell)
+            elif t == "stsb-zeroshot" and m["label"] in boot:
+                lo, hi = boot[m["label"]]["ci95"]
+                cell = f"{diff:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+                cells.append(f"**{cell}**" if lo > 0 or hi < 0 else cell)
             else:
                 cells.append(f"{diff:+.1f}")
         retention = f"{100 * m['average'] / teacher['average']:.1f}%" if teacher else "n/a"
@@ -380,6 +414,11 @@ def write_margins(report: dict[str, Any], out: Path) -> None:
             p = paired_test([sa[k] for k in common], [sb[k] for k in common])
             test = f"{p['wins']}/{p['n']} seeds, p = {p['p_value']:.3f}"
         lines.append(f"| {m['label']} | " + " | ".join(cells) + f" | {average} | {test} | {retention} |")
+    if boot:
+        lines += ["", "Zero-shot STS-B has no fine-tuning seed: its [interval] is the 95% paired-bootstrap interval "
+                  f"of the difference over the {next(iter(boot.values()))['n']:,} dev pairs "
+                  f"({next(iter(boot.values()))['resamples']:,} resamples, the same draw for both models); **bold**: "
+                  "it excludes 0."]
     if teacher:
         lines += ["", f"Teacher average {teacher['average']:.1f}; {best['label']} keeps "
                   f"{100 * best['average'] / teacher['average']:.1f}%. Goal (issue 12): >= 95% and a margin beyond the "

@@ -2,6 +2,7 @@
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,3 +181,30 @@ def test_average_after_the_run_equals_the_recipe_field(tmp_path, tiny_teacher_ml
     for k in after:
         assert torch.allclose(after[k], in_run[k], atol=1e-6), k
     assert json.loads((path / "bertpress.json").read_text())["average_with_init"]["share"] == 0.5
+
+
+def test_zero_shot_margin_gets_a_paired_bootstrap_interval(tmp_path, benchmark_script, monkeypatch):
+    """Zero-shot STS-B has no seed: its margin's spread is a paired bootstrap over the dev pairs."""
+    import numpy as np
+
+    quality = benchmark_script("quality")
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 300)
+    sims = {Path("base"): gold + rng.normal(0, 3.0, 300), Path("cand"): gold + rng.normal(0, 0.5, 300)}
+    monkeypatch.setattr(quality, "zeroshot_similarities", lambda path: (tuple(sims[path]), tuple(gold)))
+
+    def model(label, zs):
+        return {"label": label, "role": "student", "average": zs,
+                "tasks": {"stsb-zeroshot": {"mean": {"score": zs}, "std": {}, "n": 1}}}
+
+    report = {"tasks": [{"name": "stsb-zeroshot", "title": "STS-B zero-shot"}],
+              "models": [model("copy-1-3-6", 60.0), model("cand", 90.0)]}
+    quality.write_margins(report, tmp_path, paths={"copy-1-3-6": Path("base"), "cand": Path("cand")})
+    md = (tmp_path / "margins.md").read_text()
+    boot = quality.paired_bootstrap_spearman(gold, sims[Path("cand")], sims[Path("base")])
+    lo, hi = boot["ci95"]
+    assert lo > 0 and f"| cand | **+30.0 [{lo:+.1f}, {hi:+.1f}]** |" in md
+    assert "95% paired-bootstrap interval of the difference over the 300 dev pairs" in md
+    sims[Path("cand")] = sims[Path("base")]  # no better than the baseline: the interval holds 0, not bold
+    quality.write_margins(report, tmp_path, paths={"copy-1-3-6": Path("base"), "cand": Path("cand")})
+    assert "| cand | +30.0 [+0.0, +0.0] |" in (tmp_path / "margins.md").read_text()

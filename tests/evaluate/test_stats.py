@@ -2,10 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from bertpress.errors import BertpressError
-from bertpress.evaluate.stats import paired_test, rank_correlation
+from bertpress.evaluate.stats import _spearman_rows, paired_bootstrap_spearman, paired_test, rank_correlation
 
 
 def test_paired_test_matches_the_t_formula():
@@ -46,3 +48,26 @@ def test_rank_correlation_by_hand():
     assert r["kendall"] == pytest.approx((8 - 2) / 10)  # 8 concordant, 2 discordant pairs of 10
     assert rank_correlation(x, [-v for v in x])["spearman"] == pytest.approx(-1.0)
     assert math.isnan(rank_correlation(x, [1.0] * 5)["spearman"])
+
+
+def test_row_spearman_equals_scipy_with_ties():
+    pred = np.array([[1.0, 2.0, 2.0, 4.0, 3.0], [5.0, 4.0, 3.0, 2.0, 1.0]])
+    gold = np.array([[1.0, 1.0, 2.0, 3.0, 5.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
+    got = _spearman_rows(pred, gold)
+    assert got[0] == pytest.approx(spearmanr(pred[0], gold[0])[0])
+    assert got[1] == pytest.approx(-1.0)
+
+
+def test_paired_bootstrap_of_spearman():
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 400)
+    good, poor = gold + rng.normal(0, 0.5, 400), gold + rng.normal(0, 3.0, 400)
+    r = paired_bootstrap_spearman(gold, good, poor, resamples=500, seed=1)
+    assert r["diff"] == pytest.approx(100 * (spearmanr(good, gold)[0] - spearmanr(poor, gold)[0]))
+    assert r["n"] == 400 and r["ci95"][0] > 0 and r["p_not_better"] == 0.0 and r["std"] > 0
+    assert r["ci95"][0] < r["diff"] < r["ci95"][1]
+    same = paired_bootstrap_spearman(gold, good, good, resamples=200)
+    assert same["diff"] == 0 and same["std"] == 0 and same["p_not_better"] == 1.0  # never better than itself
+    assert paired_bootstrap_spearman(gold, good, poor, resamples=500, seed=1) == r  # seeded
+    with pytest.raises(BertpressError, match="same items"):
+        paired_bootstrap_spearman(gold, good[:-1], poor)

@@ -53,12 +53,19 @@ def similarity_scores(predicted: Sequence[float], gold: Sequence[float]) -> dict
     return {"spearman": spearman, "pearson": pearson, "score": spearman}
 
 
+def pair_similarities(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]], *, pooling: Pooling,
+                      max_length: int = 128, batch_size: int = 64) -> list[float]:
+    """cosine(embedding(a), embedding(b)) for each pair ``(a, b)``."""
+    a = embed(model, tokenizer, [x for x, _ in pairs], pooling=pooling, max_length=max_length, batch_size=batch_size)
+    b = embed(model, tokenizer, [y for _, y in pairs], pooling=pooling, max_length=max_length, batch_size=batch_size)
+    return F.cosine_similarity(a, b, dim=-1).tolist()
+
+
 def sts_zeroshot(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]], gold: Sequence[float], *,
                  pooling: Pooling, max_length: int = 128, batch_size: int = 64) -> dict[str, float]:
     """Similarity scores of cosine(embedding(a), embedding(b)) against ``gold`` for each pair."""
-    a = embed(model, tokenizer, [x for x, _ in pairs], pooling=pooling, max_length=max_length, batch_size=batch_size)
-    b = embed(model, tokenizer, [y for _, y in pairs], pooling=pooling, max_length=max_length, batch_size=batch_size)
-    return similarity_scores(F.cosine_similarity(a, b, dim=-1).tolist(), gold)
+    return similarity_scores(pair_similarities(model, tokenizer, pairs, pooling=pooling, max_length=max_length,
+                                               batch_size=batch_size), gold)
 
 
 class EmbeddingRunner:
