@@ -56,10 +56,15 @@ class _HalfMSE(torch.autograd.Function):
         return (g if ctx.needs_input_grad[0] else None), (-g if ctx.needs_input_grad[1] else None)
 
 
+def _same_half(a: Tensor, b: Tensor) -> bool:
+    """Both tensors of one 16-bit dtype (what autocast hands the losses): :class:`_HalfMSE` applies."""
+    return a.dtype == b.dtype and a.dtype in HALF
+
+
 def _mse(student: Tensor, teacher: Tensor) -> Tensor:
     """Mean of ``(student − teacher)²`` over all elements in fp32: :class:`_HalfMSE` when both are the same
     16-bit dtype (autocast), else ``F.mse_loss`` of fp32 values."""
-    if student.dtype == teacher.dtype and student.dtype in HALF:
+    if _same_half(student, teacher):
         return _HalfMSE.apply(student, teacher)
     return F.mse_loss(student.float(), teacher.float())
 
@@ -117,7 +122,7 @@ def hidden_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> 
 
     ``L = mean_{tokens, d} (h_s W − h_t)²`` where any projection ``W`` is applied by the caller.
     """
-    if student.dtype == teacher.dtype and student.dtype in HALF and no_padding(mask):
+    if _same_half(student, teacher) and no_padding(mask):
         return _HalfMSE.apply(student, teacher)
     return _masked_mean((student.float() - teacher.float()).pow(2), mask)
 
