@@ -13,7 +13,8 @@ dev pairs, the teacher's mean pooling, no training) and the proxy STS-B fine-tun
 epochs, 64 tokens, lr 1e-4, [CLS] regression head, 500 dev pairs, one seed) that exposes weights which embed well but
 fine-tune badly. Phase 2 (full fine-tuning of the best 2-3 and the best baseline on RTE/MRPC/STS-B/CoLA/SST-2 with 3
 seeds) is ``--phase finetune --only NAME ...``: it spans several sessions on 2 CPU cores (see :func:`finetune`).
-A phase 2 name ``recipe-NAME`` is ``recipes/NAME.yaml`` as shipped, at its own budget, distilled first.
+A phase 2 name ``recipe-NAME`` is ``recipes/NAME.yaml`` as shipped, at its own budget, distilled first
+(``recipe-NAME@stepsN``: at ``N`` steps instead).
 
     python benchmarks/quality/run.py [--steps 150 --batch-size 16 --out-dir runs/quality] [--only NAME ...]
 
@@ -304,8 +305,9 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
         report = run_compare(students, tasks, settings, cache, teacher=specs.get("teacher") if "teacher" in finished
                              else None, latency=False, data_dir=default_data_dir(), command=command, progress=False)
         write_eval_report(report, out)
-        write_margins(json.loads((out / "results.json").read_text()), out,
-                      paths={n: specs[n].path for n in finished if n != "teacher"})
+        results = json.loads((out / "results.json").read_text())
+        write_margins(results, out, paths={n: specs[n].path for n in finished if n != "teacher"})
+        write_budget(results, out)
         print(f"[quality] finetune: {', '.join(finished)} done", flush=True)
 
 
@@ -426,6 +428,92 @@ def write_margins(report: dict[str, Any], out: Path, paths: dict[str, Path] | No
     (out / "margins.md").write_text("\n".join(lines) + "\n")
 
 
+#: Issue 12's retention goals (% of the teacher's fine-tuned average) per student shape.
+RETENTION_GOALS = {"3L-384H": 95.0, "4L-256H": 92.0}
+
+
+def budget_series(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Shipped recipe -> its students in ``report`` at two or more distillation budgets (``recipe-NAME`` and
+    ``recipe-NAME@stepsN``), fewest tokens first."""
+    series: dict[str, list[dict[str, Any]]] = {}
+    for m in report["models"]:
+        if m["label"].startswith(RECIPE_PREFIX) and AVERAGE_MARK not in m["label"]:
+            series.setdefault(m["label"][len(RECIPE_PREFIX):].split(STEPS_MARK)[0], []).append(m)
+    return {name: sorted(ms, key=lambda m: m["training"]["tokens"]) for name, ms in series.items()
+            if len({m["training"]["tokens"] for m in ms}) > 1}
+
+
+def budget_fit(tokens: Sequence[float], scores: Sequence[float], target: float) -> dict[str, float | None]:
+    """Least-squares line ``score = a + b·log2(tokens)`` through the distilled points and the tokens at which it
+    reaches ``target`` (None when it does not rise): an extrapolation, not a measurement."""
+    b, a = statistics.linear_regression([math.log2(t) for t in tokens], scores)
+    return {"intercept": a, "per_doubling": b, "target": target,
+            "tokens_for_target": 2 ** ((target - a) / b) if b > 0 else None}
+
+
+def write_budget(report: dict[str, Any], out: Path) -> None:
+    """``budget.{json,md,png}`` in ``out`` for every shipped recipe fine-tuned at several budgets
+    (:func:`budget_series`): average, retention and zero-shot STS-B per budget against the best untrained baseline,
+    and the log-linear extrapolation (:func:`budget_fit`) of the average to the shape's retention goal."""
+    series = budget_series(report)
+    teacher = next((m for m in report["models"] if m["role"] == "teacher"), None)
+    baselines = [m for m in report["models"] if m["label"] in BASELINES]
+    if not series or teacher is None or not baselines:
+        return
+    best = max(baselines, key=lambda m: m["average"])
+    names = {t["name"]: t["title"] for t in report["tasks"]}
+    tasks = list(names)
+    lines = ["# Score vs distillation budget (full fine-tuning)", "",
+             "The same shipped recipe distilled for more steps (`recipe-NAME@stepsN`: only `train.max_steps` "
+             "changes, the schedule stretched with it), each fine-tuned as in `results.md`; 0 tokens is the best "
+             f"untrained baseline in the report (`{best['label']}`). Extrapolation: least-squares line of the average "
+             "against log2(tokens) through the distilled points, solved for the retention goal; an extrapolation "
+             "from few points, not a measurement.", ""]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fits = {}
+    for name, models in series.items():
+        student = shipped_recipe(name, out)["student"]
+        shape = f"{student['num_layers']}L-{student.get('hidden_size') or 384}H"
+        goal = RETENTION_GOALS.get(shape, 95.0)
+        tokens = [m["training"]["tokens"] for m in models]
+        fit = fits[name] = {"shape": shape, "goal_retention": goal,
+                            **budget_fit(tokens, [m["average"] for m in models], goal * teacher["average"] / 100)}
+        lines += [f"## {name} ({shape}; goal {goal:g}% = average {fit['target']:.1f})", "",
+                  "| tokens | model | " + " | ".join(names[t] for t in tasks) + " | average | retention |",
+                  "|--:|:--|" + "--:|" * (len(tasks) + 2)]
+        for m in [best, *models]:
+            spent = m.get("training", {}).get("tokens", 0) if m is not best else 0
+            cells = [f"{m['tasks'][t]['mean']['score']:.1f}" for t in tasks]
+            lines.append(f"| {spent / 1e6:.1f}M | {m['label']} | " + " | ".join(cells)
+                         + f" | {m['average']:.1f} | {100 * m['average'] / teacher['average']:.1f}% |")
+        reach = fit["tokens_for_target"]
+        lines += ["", f"Average per doubling of the tokens: {fit['per_doubling']:+.2f}; the goal is reached at "
+                  + (f"about {reach / 1e6:,.0f}M tokens ({reach / tokens[-1]:.1f}x the largest budget run)"
+                     if reach is not None else "no budget (the average does not rise with the tokens)") + ".", ""]
+        line = ax.plot([t / 1e6 for t in tokens], [m["average"] for m in models], "o-", label=f"{name} ({shape})")[0]
+        if reach is not None:
+            xs = [tokens[-1], max(reach, tokens[-1])]
+            ax.plot([x / 1e6 for x in xs], [fit["intercept"] + fit["per_doubling"] * math.log2(x) for x in xs], ":",
+                    color=line.get_color(), label=f"{name}: extrapolated")
+        ax.axhline(fit["target"], color=line.get_color(), linestyle="--", alpha=0.5, label=f"goal {goal:g}%")
+    ax.axhline(best["average"], color="grey", linestyle=":", label=f"{best['label']} (no distillation)")
+    ax.axhline(teacher["average"], color="black", linestyle="--", alpha=0.5, label="teacher")
+    ax.set_xscale("log")
+    ax.set(xlabel="distillation tokens (millions)", ylabel="fine-tuned average (%)",
+           title="Fine-tuned average vs distillation budget")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "budget.png")
+    plt.close(fig)
+    atomic_write_json(out / "budget.json", {"teacher_average": teacher["average"], "baseline": best["label"],
+                                            "baseline_average": best["average"], "fits": fits,
+                                            "points": {n: [{"label": m["label"], "tokens": m["training"]["tokens"],
+                                                            "average": m["average"]} for m in ms]
+                                                       for n, ms in series.items()}})
+    atomic_write_text(out / "budget.md", "\n".join(lines))
+
+
 #: Epochs of the longer schedules (phase schedule, ``--long-proxy``): 2 or 3 leave 3-layer students under-trained.
 LONG_PROXY_EPOCHS = 6
 
@@ -449,9 +537,18 @@ RECIPE_PREFIX = "recipe-"
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
+#: ``recipe-NAME@stepsN``: the shipped recipe with ``train.max_steps: N`` (everything else as shipped, its schedule
+#: stretched to the new length), to measure what a larger budget buys.
+STEPS_MARK = "@steps"
+
+
 def shipped_recipe(name: str, out_dir: Path) -> dict[str, Any]:
-    """``recipes/NAME.yaml`` unchanged but for where it writes (``out_dir/recipe-NAME``) and its corpus paths
-    (``../shared/data/...`` read from the data directory setting)."""
+    """``recipes/NAME.yaml`` unchanged but for where it writes (``out_dir/recipe-NAME``), its corpus paths
+    (``../shared/data/...`` read from the data directory setting) and, for ``NAME@stepsN``, ``train.max_steps``."""
+    steps = None
+    if STEPS_MARK in name:
+        name, count = name.rsplit(STEPS_MARK, 1)
+        steps = int(count)
     path = RECIPES / f"{name}.yaml"
     if not path.is_file():
         raise SystemExit(f"{path} does not exist: name a recipe in {RECIPES} after {RECIPE_PREFIX!r}")
@@ -459,7 +556,9 @@ def shipped_recipe(name: str, out_dir: Path) -> dict[str, Any]:
     shared = "../shared/data/"
     recipe["data"]["sources"] = [str(default_data_dir() / s[len(shared):]) if s.startswith(shared) else s
                                  for s in recipe["data"]["sources"]]
-    recipe["output_dir"] = str(out_dir / f"{RECIPE_PREFIX}{name}")
+    recipe["output_dir"] = str(out_dir / f"{RECIPE_PREFIX}{name}{'' if steps is None else f'{STEPS_MARK}{steps}'}")
+    if steps is not None:
+        recipe["train"]["max_steps"] = steps
     return recipe_from_dict(recipe).to_dict()
 
 

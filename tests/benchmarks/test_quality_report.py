@@ -113,6 +113,11 @@ def test_shipped_recipe_is_the_yaml_but_for_paths(tmp_path, monkeypatch, benchma
     assert (got["seed"], got["data"]["block_size"]) == (shipped["seed"], shipped["data"]["block_size"])
     with pytest.raises(SystemExit, match="no-such-recipe.yaml does not exist"):
         quality.shipped_recipe("no-such-recipe", tmp_path)
+    longer = quality.shipped_recipe("tinybert-3l@steps4000", tmp_path / "out")  # a larger budget, nothing else
+    assert longer["output_dir"] == str(tmp_path / "out" / "recipe-tinybert-3l@steps4000")
+    assert longer["train"] == {**got["train"], "max_steps": 4000} and shipped["train"]["max_steps"] != 4000
+    assert {k: v for k, v in longer.items() if k not in ("train", "output_dir")} == {
+        k: v for k, v in got.items() if k not in ("train", "output_dir")}
 
 
 def test_finetune_margins(tmp_path, benchmark_script):
@@ -208,3 +213,35 @@ def test_zero_shot_margin_gets_a_paired_bootstrap_interval(tmp_path, benchmark_s
     sims[Path("cand")] = sims[Path("base")]  # no better than the baseline: the interval holds 0, not bold
     quality.write_margins(report, tmp_path, paths={"copy-1-3-6": Path("base"), "cand": Path("cand")})
     assert "| cand | +30.0 [+0.0, +0.0] |" in (tmp_path / "margins.md").read_text()
+
+
+def test_budget_report_extrapolates_the_average_to_the_goal(tmp_path, monkeypatch, benchmark_script):
+    """A shipped recipe fine-tuned at two budgets gets ``budget.md``: its points and the log-linear extrapolation to
+    the shape's retention goal (here 4L-256H: 92% of 80 = 73.6; +2 per doubling from 68 at 8M tokens reaches 73.6
+    after 2.8 doublings, 8M * 2**2.8 = 55.7M tokens)."""
+    monkeypatch.setenv("BERTPRESS_DATA", str(tmp_path / "data"))
+    quality = benchmark_script("quality")
+
+    def model(label, average, tokens=None):
+        m = {"label": label, "role": "teacher" if label == "teacher" else "student", "average": average,
+             "tasks": {"rte": {"mean": {"score": average}, "n": 1}}}
+        return m | ({"training": {"what": "distillation", "tokens": tokens}} if tokens else {})
+
+    report = {"tasks": [{"name": "rte", "title": "RTE"}],
+              "models": [model("teacher", 80.0), model("etd-4x256-1-3-5-6", 60.0),
+                         model("recipe-tinybert-4x256", 68.0, 8_000_000),
+                         model("recipe-tinybert-4x256@steps4000", 70.0, 16_000_000),
+                         model("recipe-tinybert-4x256@avg0.5", 66.0, 8_000_000)]}  # not a budget point
+    assert [m["label"] for m in quality.budget_series(report)["tinybert-4x256"]] == [
+        "recipe-tinybert-4x256", "recipe-tinybert-4x256@steps4000"]
+    fit = quality.budget_fit([8e6, 16e6, 32e6], [68.0, 70.0, 72.0], 73.6)
+    assert fit["per_doubling"] == pytest.approx(2.0) and fit["tokens_for_target"] == pytest.approx(8e6 * 2 ** 2.8)
+    assert quality.budget_fit([8e6, 16e6], [68.0, 67.0], 73.6)["tokens_for_target"] is None
+    quality.write_budget(report, tmp_path)
+    md = (tmp_path / "budget.md").read_text()
+    assert "## tinybert-4x256 (4L-256H; goal 92% = average 73.6)" in md
+    assert "| 0.0M | etd-4x256-1-3-5-6 | 60.0 | 60.0 | 75.0% |" in md
+    assert "| 16.0M | recipe-tinybert-4x256@steps4000 | 70.0 | 70.0 | 87.5% |" in md
+    assert "Average per doubling of the tokens: +2.00; the goal is reached at about 56M tokens (3.5x" in md
+    assert json.loads((tmp_path / "budget.json").read_text())["fits"]["tinybert-4x256"]["goal_retention"] == 92.0
+    assert (tmp_path / "budget.png").stat().st_size > 1000
