@@ -487,9 +487,10 @@ def write_budget(report: dict[str, Any], out: Path) -> None:
             lines.append(f"| {spent / 1e6:.1f}M | {m['label']} | " + " | ".join(cells)
                          + f" | {m['average']:.1f} | {100 * m['average'] / teacher['average']:.1f}% |")
         reach = fit["tokens_for_target"]
-        lines += ["", f"Average per doubling of the tokens: {fit['per_doubling']:+.2f}; the goal is reached at "
-                  + (f"about {reach / 1e6:,.0f}M tokens ({reach / tokens[-1]:.1f}x the largest budget run)"
-                     if reach is not None else "no budget (the average does not rise with the tokens)") + ".", ""]
+        lines += ["", f"Average per doubling of the tokens: {fit['per_doubling']:+.2f}; "
+                  + (f"the goal is reached at about {reach / 1e6:,.0f}M tokens ({reach / tokens[-1]:.1f}x the largest "
+                     "budget run)" if reach is not None else
+                     "more tokens do not reach the goal (the average does not rise with them)") + ".", ""]
         line = ax.plot([t / 1e6 for t in tokens], [m["average"] for m in models], "o-", label=f"{name} ({shape})")[0]
         if reach is not None:
             xs = [tokens[-1], max(reach, tokens[-1])]

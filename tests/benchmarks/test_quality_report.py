@@ -243,5 +243,8 @@ def test_budget_report_extrapolates_the_average_to_the_goal(tmp_path, monkeypatc
     assert "| 0.0M | etd-4x256-1-3-5-6 | 60.0 | 60.0 | 75.0% |" in md
     assert "| 16.0M | recipe-tinybert-4x256@steps4000 | 70.0 | 70.0 | 87.5% |" in md
     assert "Average per doubling of the tokens: +2.00; the goal is reached at about 56M tokens (3.5x" in md
+    report["models"][3]["average"] = 67.0
+    quality.write_budget(report, tmp_path)
+    assert "-1.00; more tokens do not reach the goal" in (tmp_path / "budget.md").read_text()
     assert json.loads((tmp_path / "budget.json").read_text())["fits"]["tinybert-4x256"]["goal_retention"] == 92.0
     assert (tmp_path / "budget.png").stat().st_size > 1000
