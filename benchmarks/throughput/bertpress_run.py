@@ -4,15 +4,14 @@ JSON result.
 Ablation switches (applied by the benchmark's callback when the run starts; the library is not changed): ``--set``
 recipe overrides (e.g. ``train.num_workers=0``), ``--no-dropout``, ``--eager-attention`` (teacher and student on HF's
 eager attention instead of SDPA, i.e. every layer materialises its attention probabilities as ``output_attentions``
-requires; the objective recomputes them from Q and K), ``--recompute-attention`` (no kernel hand-over: student and
-teacher on SDPA, the mapped layers' attention probabilities recomputed from the captured Q and K),
+requires; the objective recomputes them from Q and K), ``--recompute-attention`` (the student's mapped layers on SDPA
+and their attention probabilities recomputed from the captured Q and K, as before the kernel handed them over),
 ``--no-truncate`` (the teacher runs all its layers even when the mapping stops earlier), ``--torch-dropout``
 (torch's dropout, one Bernoulli draw per element, instead of :mod:`bertpress.models.dropout`'s 16-bit masks),
 ``--foreach-adamw`` (the multi-tensor AdamW instead of the fused kernel), ``--fp32-mse`` (MSE losses on fp32 copies
 of 16-bit features, as before the 16-bit MSE), ``--where-dropout`` (the dropout mask applied with a boolean
 ``where``, as before the 0/1 multiply), ``--mt-bits`` (the dropout bits from torch's Mersenne Twister, as before
-SFC64), ``--teacher-sdpa`` (the teacher on SDPA in every layer, its mapped layers' attention recomputed from Q and K,
-as before :func:`bertpress.models.features.teacher_tap` ran eager attention everywhere).
+SFC64).
 """
 
 from __future__ import annotations
@@ -66,8 +65,7 @@ class Timed(Callback):
             student.set_attn_implementation("eager")
         if not self.truncate:
             distiller.teacher_tap.close()
-            distiller.teacher_tap = loop.teacher_tap(distiller.teacher.parts, stage.objective.requests()[0],
-                                                     truncate=False)
+            distiller.teacher_tap = FeatureTap(distiller.teacher.parts, stage.objective.requests()[0], truncate=False)
         self.clock.install(distiller.teacher.parts.base, distiller.module.parts.base)
 
 
@@ -82,10 +80,7 @@ def main() -> None:
     p.add_argument("--fp32-mse", action="store_true")
     p.add_argument("--where-dropout", action="store_true")
     p.add_argument("--mt-bits", action="store_true")
-    p.add_argument("--teacher-sdpa", action="store_true")
     args = p.parse_args()
-    if args.teacher_sdpa:
-        loop.teacher_tap = lambda parts, request, truncate=True: FeatureTap(parts, request, truncate=truncate)
     if args.mt_bits:
         dropout_module.random_words = lambda n: torch.empty(n, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1)
     if args.fp32_mse:
@@ -111,7 +106,7 @@ def main() -> None:
                       "overrides": args.set, "eager_attention": args.eager_attention,
                       "recompute_attention": args.recompute_attention, "torch_dropout": args.torch_dropout,
                       "foreach_adamw": args.foreach_adamw, "fp32_mse": args.fp32_mse,
-                      "where_dropout": args.where_dropout, "mt_bits": args.mt_bits, "teacher_sdpa": args.teacher_sdpa,
+                      "where_dropout": args.where_dropout, "mt_bits": args.mt_bits,
                       "truncate": not args.no_truncate, "frozen": result.summary["frozen"],
                       "mapping": result.summary["mapping"]},
            clock, args.warmup, args.steps)

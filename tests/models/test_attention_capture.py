@@ -9,7 +9,7 @@ from transformers import AutoModel, AutoModelForMaskedLM
 
 from bertpress.models.anatomy import anatomy
 from bertpress.models.attention import IMPLEMENTATION, SLOT
-from bertpress.models.features import FeatureRequest, FeatureTap, teacher_tap
+from bertpress.models.features import FeatureRequest, FeatureTap
 from bertpress.objectives.losses import relation_logits
 from bertpress.objectives.matches import Feature, _request
 
@@ -101,9 +101,9 @@ def test_taps_share_a_model_and_close_cleanly(tiny_teacher_bare, tmp_path):
     assert not any(hasattr(m, SLOT) for m in model.modules())
 
 
-def test_a_tap_without_kernel_keeps_sdpa_and_recomputes(tiny_teacher_bare):
-    """Without ``kernel`` the model's computation does not change with what is captured: the matrices are
-    recomputed from Q and K, and equal the kernel's."""
+def test_a_teacher_tap_keeps_sdpa_and_recomputes(tiny_teacher_bare):
+    """Without ``kernel`` (teacher taps) the model's computation does not change with what is captured: the
+    matrices are recomputed from Q and K, and equal the kernel's."""
     model = AutoModel.from_pretrained(tiny_teacher_bare, attn_implementation="sdpa").eval()
     parts = anatomy(model)
     ids, mask = _batch()
@@ -118,32 +118,6 @@ def test_a_tap_without_kernel_keeps_sdpa_and_recomputes(tiny_teacher_bare):
     student.close()
     torch.testing.assert_close(recomputed.probs[2], kernel.probs[2], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(recomputed.scores[1], kernel.scores[1], atol=1e-6, rtol=1e-5)
-
-
-def test_the_teacher_tap_runs_eager_attention_in_every_layer_whatever_it_captures(tiny_teacher_bare):
-    """A teacher's features do not depend on its request (a cohort's shared teacher serves the union of its
-    members' requests): every layer runs the eager attention, captured or not, so hidden states are bit for bit the
-    same with and without attention requested, and the matrices are HF's ``output_attentions`` ones."""
-    model = AutoModel.from_pretrained(tiny_teacher_bare, attn_implementation="sdpa").eval()
-    parts = anatomy(model)
-    ids, mask = _batch()
-    with torch.no_grad():
-        bare = teacher_tap(parts, FeatureRequest(hidden=frozenset({1, 2})))
-        assert bare.kernel and all(len(getattr(m, SLOT)) == 1 for m, _ in bare._captures)
-        assert len(bare._captures) == bare.depth == 2 < parts.num_layers  # the layers that run (truncated)
-        hidden = bare(input_ids=ids, attention_mask=mask)
-        bare.close()
-        tap = teacher_tap(parts, FeatureRequest(hidden=frozenset({1, 2}), probs=frozenset({2})))
-        both = tap(input_ids=ids, attention_mask=mask)
-        tap.close()
-        ref = AutoModel.from_pretrained(tiny_teacher_bare, attn_implementation="eager").eval()(
-            input_ids=ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
-    assert model.config._attn_implementation == "sdpa" and not any(hasattr(m, SLOT) for m in model.modules())
-    for layer in (1, 2):
-        assert torch.equal(hidden.hidden[layer], both.hidden[layer])
-        torch.testing.assert_close(both.hidden[layer], ref.hidden_states[layer], atol=1e-6, rtol=1e-6)
-    assert set(both.probs) == {2} and not hidden.probs
-    torch.testing.assert_close(both.probs[2], ref.attentions[1], atol=1e-6, rtol=1e-6)
 
 
 def test_only_the_models_own_heads_come_from_the_kernel():

@@ -95,11 +95,12 @@ class FeatureTap:
     ``runner`` replaces the callable (e.g. a ``torch.compile``-d encoder); hooks stay on the original modules.
     Attention ``scores``/``probs`` are recomputed from the captured query and key, or with ``kernel`` taken from the
     attention kernel where the model supports it (``self.kernel``): the captured layers then run eager attention
-    instead of SDPA, and with ``eager_all`` every layer does (see :func:`teacher_tap`).
+    instead of SDPA. That is for the student, whose matrices carry gradients; a teacher tap keeps SDPA everywhere,
+    so its features never depend on what is captured (a cohort's shared teacher equals each solo teacher).
     """
 
     def __init__(self, parts: Anatomy, request: FeatureRequest, *, truncate: bool = False,
-                 runner: nn.Module | None = None, kernel: bool = False, eager_all: bool = False) -> None:
+                 runner: nn.Module | None = None, kernel: bool = False) -> None:
         self.parts, self.request = parts, request
         self.depth = request.depth(parts.num_layers) if truncate else parts.num_layers
         self.runner = runner if runner is not None else (parts.model if request.logits else parts.base)
@@ -107,7 +108,7 @@ class FeatureTap:
         self._handles = []
         self._captures: list[tuple[nn.Module, Capture]] = []
         attention = request.scores | request.probs
-        self.kernel = kernel and (bool(attention) or eager_all) and supports_capture(parts.model)
+        self.kernel = kernel and bool(attention) and supports_capture(parts.model)
         if attention and not self.kernel:  # recomputed from the projections after the forward
             request = request | FeatureRequest(query=attention, key=attention)
         if 0 in request.hidden:
@@ -119,7 +120,7 @@ class FeatureTap:
                 proj = parts.attention_projections(i - 1)[slot]
                 self._hook(proj.module, name, i, proj.select)
         if self.kernel:
-            self._attach(frozenset(range(1, self.depth + 1)) if eager_all else attention)
+            self._attach(attention)
 
     def _attach(self, layers: frozenset[int]) -> None:
         """Give the attention module of every layer in ``layers`` a capture slot; switch the model to the
@@ -211,15 +212,6 @@ class FeatureTap:
                 model.set_attn_implementation(model._bertpress_restore)
                 del model._bertpress_restore, model._bertpress_taps
         self._captures.clear()
-
-
-def teacher_tap(parts: Anatomy, request: FeatureRequest, *, truncate: bool = True) -> FeatureTap:
-    """The tap every teacher forward uses: where the model supports capture, every layer runs the eager attention and
-    the mapped ones hand their matrices over, which is cheaper than SDPA plus a recompute from Q/K (teacher forward
-    411 -> 387 ms, bf16, batch 32 x 128, 2 CPU cores). Eager in *every* layer, whatever is requested, so the features
-    never depend on the request (a cohort's shared teacher, serving the union of its members' requests, equals each
-    solo teacher; a cache equals the live forward) and equal what ``output_attentions`` gives."""
-    return FeatureTap(parts, request, truncate=truncate, kernel=True, eager_all=True)
 
 
 def teacher_forward(tap: FeatureTap, *, inference_mode: bool = False, **inputs: Tensor) -> Features:

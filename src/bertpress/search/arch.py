@@ -27,7 +27,7 @@ from bertpress.atomic import atomic_write_json, atomic_write_text
 from bertpress.data.corpus import load_corpus
 from bertpress.errors import BertpressError
 from bertpress.init.importance import SCORE_FILE, Importance
-from bertpress.models.features import teacher_forward, teacher_tap
+from bertpress.models.features import FeatureTap, teacher_forward
 from bertpress.models.teacher import STUDENT_DIR
 from bertpress.nas.latency import measure_table, validate
 from bertpress.nas.space import Arch, ArchSpace
@@ -119,7 +119,7 @@ class ArchScorer:
         n = min(batches, -(-len(valid) // bs))
         if n == 0:
             raise BertpressError(f"{run_dir}: the corpus has no held-out blocks to score sub-networks on")
-        tap = teacher_tap(run.teacher.parts, objective.requests()[0])
+        tap = FeatureTap(run.teacher.parts, objective.requests()[0], truncate=True)
         self.inputs = [batcher(valid[b * bs:(b + 1) * bs], position=b) for b in range(n)]
         with torch.no_grad():
             self.teacher = [teacher_forward(tap, **{k: x[k] for k in ("input_ids", "attention_mask") if k in x})

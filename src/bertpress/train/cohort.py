@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from bertpress.errors import BertpressError
-from bertpress.models.features import FeatureRequest, Features, teacher_forward, teacher_tap
+from bertpress.models.features import FeatureRequest, Features, FeatureTap, teacher_forward
 from bertpress.models.teacher import Teacher
 from bertpress.recipe import RESULT_NEUTRAL_FIELDS, Recipe
 from bertpress.train.build import resolve_recipe
@@ -46,7 +46,7 @@ class SharedTeacher:
         union = FeatureRequest()
         for r in requests:
             union = union | r
-        self.tap = teacher_tap(teacher.parts, union)
+        self.tap = FeatureTap(teacher.parts, union, truncate=True)
         self.inference_mode = inference_mode
         self._round: list[tuple[dict[str, Tensor], Features]] = []
         self.forwards = self.hits = 0

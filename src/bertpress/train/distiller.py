@@ -29,7 +29,7 @@ from bertpress.data.corpus import PackedCorpus
 from bertpress.errors import BertpressError
 from bertpress.models.anatomy import anatomy
 from bertpress.models.dropout import use_fast_dropout
-from bertpress.models.features import Features, FeatureTap, model_inputs, teacher_forward, teacher_tap
+from bertpress.models.features import Features, FeatureTap, model_inputs, teacher_forward
 from bertpress.models.teacher import Teacher
 from bertpress.objectives.base import Objective
 from bertpress.optim import adamw, decay_groups
@@ -169,7 +169,7 @@ class Distiller:
         self.module.activate(stage.index)
         if self.teacher_tap is not None:
             self.teacher_tap.close()
-        self.teacher_tap = teacher_tap(self.teacher.parts, stage.objective.requests()[0])
+        self.teacher_tap = FeatureTap(self.teacher.parts, stage.objective.requests()[0], truncate=True)
         self.batcher.masking = stage.objective.needs_masking
         trains = set(stage.trains)
         for name, p in self.module.named_parameters():

@@ -15,7 +15,7 @@ from torch import nn
 
 from bertpress.data.corpus import PackedCorpus
 from bertpress.models.anatomy import Anatomy
-from bertpress.models.features import model_inputs, teacher_forward, teacher_tap
+from bertpress.models.features import FeatureTap, model_inputs, teacher_forward
 from bertpress.train.data import Batcher
 from bertpress.train.stages import Stage, trainable_ids
 
@@ -40,7 +40,7 @@ def fill_stage_parameters(module: nn.Module, stages: Sequence[Stage], datasets: 
         if "all" in stage.trainable:
             wanted |= trainable_ids(module.parts, objectives, ["projections"]) - held
         module.activate(stage.index)
-        tap = teacher_tap(teacher_parts, stage.objective.requests()[0])
+        tap = FeatureTap(teacher_parts, stage.objective.requests()[0], truncate=True)
         batcher = batchers[stage.data]
         batcher.masking = stage.objective.needs_masking
         labels = None if data.labels is None else torch.as_tensor(np.asarray(data.labels[first]))[

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from bertpress.atomic import atomic_dir, atomic_write_json
 from bertpress.data.corpus import PackedCorpus
 from bertpress.errors import BertpressError
-from bertpress.models.features import FeatureRequest, Features, teacher_forward, teacher_tap
+from bertpress.models.features import FeatureRequest, Features, FeatureTap, teacher_forward
 from bertpress.models.teacher import Teacher
 from bertpress.progress import bars_enabled
 
@@ -149,7 +149,7 @@ def open_teacher_cache(teacher: Teacher, request: FeatureRequest, corpus: Packed
         return TeacherCache(path, corpus)
     if not build:
         raise BertpressError(f"teacher cache {path} is missing: the main process should have built it")
-    tap = teacher_tap(teacher.parts, request)
+    tap = FeatureTap(teacher.parts, request, truncate=True)
     try:
         shapes = {n: tuple(t.shape[1:]) for n, t in _arrays(teacher_forward(tap, **send_to_device(inputs, device)), request).items()}
         n = len(corpus.train_index)
