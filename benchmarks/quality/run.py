@@ -222,8 +222,12 @@ def shape_of(name: str) -> str:
     """``6L-384H`` (the teacher), else the student shape of a baseline or candidate (3L-384H unless it says)."""
     if name == "teacher":
         return "6L-384H"
-    student = BASELINES.get(name) or CANDIDATES.get(name, {}).get("student") or {"num_layers": 3}
-    return f"{student['num_layers']}L-{student.get('hidden_size', 384)}H"
+    return student_shape(BASELINES.get(name) or CANDIDATES.get(name, {}).get("student") or {"num_layers": 3})
+
+
+def student_shape(student: dict[str, Any]) -> str:
+    """``NL-HH`` of a recipe's student section (hidden size unset or None: the teacher's 384)."""
+    return f"{student['num_layers']}L-{student.get('hidden_size') or 384}H"
 
 
 def write_report(report: dict[str, Any], results: Path = RESULTS) -> None:
@@ -453,7 +457,7 @@ def budget_fit(tokens: Sequence[float], scores: Sequence[float], target: float) 
 
 def write_budget(report: dict[str, Any], out: Path) -> None:
     """``budget.{json,md,png}`` in ``out`` for every shipped recipe fine-tuned at several budgets
-    (:func:`budget_series`): average, retention and zero-shot STS-B per budget against the best untrained baseline,
+    (:func:`budget_series`): every task's score, the average and retention per budget against the best untrained baseline,
     and the log-linear extrapolation (:func:`budget_fit`) of the average to the shape's retention goal."""
     series = budget_series(report)
     teacher = next((m for m in report["models"] if m["role"] == "teacher"), None)
@@ -472,8 +476,7 @@ def write_budget(report: dict[str, Any], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     fits = {}
     for name, models in series.items():
-        student = shipped_recipe(name, out)["student"]
-        shape = f"{student['num_layers']}L-{student.get('hidden_size') or 384}H"
+        shape = student_shape(shipped_recipe(name, out)["student"])
         goal = RETENTION_GOALS.get(shape, 95.0)
         tokens = [m["training"]["tokens"] for m in models]
         fit = fits[name] = {"shape": shape, "goal_retention": goal,
@@ -482,7 +485,7 @@ def write_budget(report: dict[str, Any], out: Path) -> None:
                   "| tokens | model | " + " | ".join(names[t] for t in tasks) + " | average | retention |",
                   "|--:|:--|" + "--:|" * (len(tasks) + 2)]
         for m in [best, *models]:
-            spent = m.get("training", {}).get("tokens", 0) if m is not best else 0
+            spent = 0 if m is best else m["training"]["tokens"]
             cells = [f"{m['tasks'][t]['mean']['score']:.1f}" for t in tasks]
             lines.append(f"| {spent / 1e6:.1f}M | {m['label']} | " + " | ".join(cells)
                          + f" | {m['average']:.1f} | {100 * m['average'] / teacher['average']:.1f}% |")
@@ -546,7 +549,7 @@ STEPS_MARK = "@steps"
 def shipped_recipe(name: str, out_dir: Path) -> dict[str, Any]:
     """``recipes/NAME.yaml`` unchanged but for where it writes (``out_dir/recipe-NAME``), its corpus paths
     (``../shared/data/...`` read from the data directory setting) and, for ``NAME@stepsN``, ``train.max_steps``."""
-    steps = None
+    full, steps = name, None
     if STEPS_MARK in name:
         name, count = name.rsplit(STEPS_MARK, 1)
         steps = int(count)
@@ -557,7 +560,7 @@ def shipped_recipe(name: str, out_dir: Path) -> dict[str, Any]:
     shared = "../shared/data/"
     recipe["data"]["sources"] = [str(default_data_dir() / s[len(shared):]) if s.startswith(shared) else s
                                  for s in recipe["data"]["sources"]]
-    recipe["output_dir"] = str(out_dir / f"{RECIPE_PREFIX}{name}{'' if steps is None else f'{STEPS_MARK}{steps}'}")
+    recipe["output_dir"] = str(out_dir / f"{RECIPE_PREFIX}{full}")
     if steps is not None:
         recipe["train"]["max_steps"] = steps
     return recipe_from_dict(recipe).to_dict()
