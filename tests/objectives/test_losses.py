@@ -14,6 +14,7 @@ from bertpress.objectives.losses import (
     hidden_variance_l1,
     layer_norm_mse,
     mlm_cross_entropy,
+    pooled_mse,
     relation_kl,
     relation_logits,
     soft_cross_entropy,
@@ -173,3 +174,16 @@ def test_16_bit_mse_without_fp32_copies_equals_the_fp32_mse_of_the_same_values(l
 def test_hidden_mse_over_real_tokens_in_16_bit_when_padded():
     s = torch.tensor([[[1.0, 2.0], [0.0, 0.0]], [[5.0, 5.0], [9.0, 9.0]]], dtype=torch.bfloat16)
     assert hidden_mse(s, torch.zeros_like(s), torch.tensor([[1, 1], [1, 0]])).item() == pytest.approx(55 / 6, rel=1e-6)
+
+
+def test_pooled_mse_by_hand():
+    # student [CLS] [1, 2] / [0, 0]; teacher tokens [[1, 1], [3, 5], pad] / [[2, 2], pad, pad]: means over real
+    # tokens [2, 3] / [2, 2] -> squared differences 1, 1, 4, 4 -> mean 2.5
+    s = torch.tensor([[[1.0, 2.0], [9.0, 9.0], [9.0, 9.0]], [[0.0, 0.0], [9.0, 9.0], [9.0, 9.0]]])
+    t = torch.tensor([[[1.0, 1.0], [3.0, 5.0], [7.0, 7.0]], [[2.0, 2.0], [7.0, 7.0], [7.0, 7.0]]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert pooled_mse(s, t, mask=mask).item() == pytest.approx(2.5)
+    # both [CLS]: [1, 2] - [1, 1] and [0, 0] - [2, 2] -> 0, 1, 4, 4 -> 2.25
+    assert pooled_mse(s, t, mask=mask, teacher_pool="cls").item() == pytest.approx(2.25)
+    with pytest.raises(ValueError, match="student_pool"):
+        pooled_mse(s, t, student_pool="max")

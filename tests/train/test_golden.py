@@ -31,14 +31,16 @@ OBJECTIVES: dict[str, dict[str, Any]] = {
     "minilm": {"name": "minilm", "query": 0.5},
     "distilbert": {"name": "distilbert", "cosine_layers": "mapping"},
 }
-#: the ETD cases keep the random projection they were recorded with (student.projection_init's default changed since)
+#: the ETD cases keep the random projection and regrouped attention heads they were recorded with
+#: (student.projection_init's and student.head_match's defaults changed since)
 INITS: dict[str, dict[str, Any]] = {
     "random": {"init": "random"},
     "select": {"init": "select", "init_args": {"layers": [2, 4]}},
     "etd-rand": {"init": "etd-rand", "hidden_size": 16, "num_heads": 2, "intermediate_size": 32,
-                 "projection_init": "random"},
+                 "projection_init": "random", "head_match": "regrouped"},
     "etd-impt": {"init": "etd-impt", "hidden_size": 16, "num_heads": 2, "intermediate_size": 32,
-                 "init_args": {"importance_batches": 2}, "projection_init": "random"},
+                 "init_args": {"importance_batches": 2}, "projection_init": "random",
+                 "head_match": "regrouped"},
 }
 CASES = [(o, i) for o in OBJECTIVES for i in INITS]
 

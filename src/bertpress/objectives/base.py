@@ -66,6 +66,11 @@ class Objective(nn.Module, ABC):
         objective learns no projection (the default)."""
         return False
 
+    def align_heads(self, layers: list[int], heads: list[list[int]]) -> bool:
+        """Compare each extracted student head's attention with the teacher head it came from (``layers[i]``,
+        ``heads[i]``: what student layer ``i + 1`` was extracted from); False when nothing changed (the default)."""
+        return False
+
     def forward(self, student: Features, teacher: Features, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         terms = self.terms(student, teacher, batch)
         total = sum(self.weights[k] * v for k, v in terms.items())

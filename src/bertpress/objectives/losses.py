@@ -210,6 +210,24 @@ def hidden_variance_l1(student: Tensor, teacher: Tensor, mask: Tensor | None = N
     return _masked_mean((_token_moments(student)[1] - _token_moments(teacher)[1]).abs(), mask)
 
 
+@LOSSES.register("pooled_mse")
+def pooled_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None, student_pool: str = "cls",
+               teacher_pool: str = "mean") -> Tensor:
+    """MSE between one pooled vector per input of each side: by default the student's [CLS] state against the
+    teacher's mean-pooled sentence embedding, so the position a classification head reads (HF's
+    ``*ForSequenceClassification`` pools [CLS]) carries the teacher's sentence embedding (sentence-embedding
+    distillation, Reimers & Gurevych, EMNLP 2020, eq. 1, onto the [CLS] position).
+
+    ``L = mean_{b, d} (p_s(h_s)_{bd} − p_t(h_t)_{bd})²`` with ``p`` the [CLS] vector (``cls``) or the mean over
+    real tokens (``mean``).
+    """
+    for name, mode in (("student_pool", student_pool), ("teacher_pool", teacher_pool)):
+        if mode not in ("cls", "mean"):
+            raise ValueError(f"{name} must be 'cls' or 'mean', not {mode!r}")
+    mask = torch.ones(student.shape[:2], device=student.device) if mask is None else mask
+    return F.mse_loss(pool_tokens(student.float(), mask, student_pool), pool_tokens(teacher.float(), mask, teacher_pool))
+
+
 @LOSSES.register("batch_similarity_mse")
 def batch_similarity_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None, pool: str = "cls") -> Tensor:
     """MSE between the batch's sentence-similarity matrices (similarity-preserving distillation, Tung & Mori,

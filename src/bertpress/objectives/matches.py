@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -98,7 +98,9 @@ def extract(feats: Features, feature: Feature, heads: int, mask: Tensor | None,
 @dataclass(frozen=True)
 class Match:
     """One resolved match. ``project``: the student's hidden feature goes through the objective's learned
-    projection (one ``W`` shared by every projected match, identity when the widths agree)."""
+    projection (one ``W`` shared by every projected match, identity when the widths agree). ``teacher_heads``: the
+    teacher's attention is taken over its own heads and these are kept, in the student's head order (an extracted
+    student's heads matched with the teacher heads they came from, :meth:`MatchObjective.align_heads`)."""
 
     student: Feature
     teacher: Feature
@@ -108,6 +110,7 @@ class Match:
     project: bool = False
     heads: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    teacher_heads: tuple[int, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"student": str(self.student), "teacher": str(self.teacher), "loss": self.loss,
@@ -118,6 +121,8 @@ class Match:
             out["heads"] = self.heads
         if self.options:
             out["options"] = dict(self.options)
+        if self.teacher_heads:
+            out["teacher_heads"] = list(self.teacher_heads)
         return out
 
 
@@ -169,6 +174,31 @@ class MatchObjective(Objective):
         selection_projection_(self.proj, hidden_dims)
         return True
 
+    def align_heads(self, layers: list[int], heads: list[list[int]]) -> bool:
+        """Match each attention head of an extracted student with the teacher head it was extracted from.
+
+        ``layers[i]`` (1-based) and ``heads[i]`` are the teacher layer and heads student layer ``i + 1`` came from
+        (:class:`~bertpress.init.extract.ExtractionPlan`). An attention match whose teacher layer is that layer and
+        whose student heads are one teacher head each then compares student head ``j`` with teacher head
+        ``heads[i][j]``, both from their kernels, instead of both sides' Q/K regrouped into the shared relation-head
+        count (which, with 8 student and 12 teacher heads, compares each student head with a mix of one and a half
+        teacher heads). False when no match changed.
+        """
+        n_t, n_s = self._heads
+        changed = False
+        for k, m in enumerate(self.matches):
+            if m.student.kind not in _ATTENTION or m.teacher.kind != m.student.kind:
+                continue
+            i = m.student.layer - 1
+            if i >= len(layers) or layers[i] != m.teacher.layer or len(heads[i]) != n_s:
+                continue
+            kept = tuple(int(h) for h in heads[i])
+            if kept == tuple(range(n_t)) and m.heads == n_t:  # already the teacher's own heads, in order
+                continue
+            self.matches[k] = replace(m, heads=n_s, teacher_heads=kept)
+            changed = True
+        return changed
+
     def _check_layers(self, ctx: ObjectiveContext) -> None:
         for m in self.matches:
             for side, f, cfg in (("student", m.student, ctx.student_config), ("teacher", m.teacher, ctx.teacher_config)):
@@ -177,7 +207,8 @@ class MatchObjective(Objective):
                                          f"layers, not {f.layer}: name a layer within range")
 
     def requests(self) -> tuple[FeatureRequest, FeatureRequest]:
-        return (_request([(m.teacher, m.heads) for m in self.matches], self._heads[0]),
+        return (_request([(m.teacher, self._heads[0] if m.teacher_heads else m.heads) for m in self.matches],
+                         self._heads[0]),
                 _request([(m.student, m.heads) for m in self.matches], self._heads[1]))
 
     def terms(self, student: Features, teacher: Features, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -189,7 +220,10 @@ class MatchObjective(Objective):
             s = extract(student, m.student, m.heads, mask, batch)
             if m.project:
                 s = self.proj(s)
-            t = extract(teacher, m.teacher, m.heads, mask, batch)
+            if m.teacher_heads:
+                t = extract(teacher, m.teacher, self._heads[0], mask, batch)[:, list(m.teacher_heads)]
+            else:
+                t = extract(teacher, m.teacher, m.heads, mask, batch)
             fn, takes_mask = self._losses[m.loss]
             value = fn(s, t, mask=mask, **m.options) if takes_mask else fn(s, t, **m.options)
             out[m.term] = out[m.term] + value if m.term in out else value

@@ -75,6 +75,13 @@ class StudentSpec(Strict):
                                  "teacher hidden dims, as etd-*: start it as the map placing each student dim on its "
                                  "teacher dim; benchmarks/quality: 4L-256H zero-shot STS-B 80.6 vs 66.9) or random "
                                  "(PyTorch's Linear init)")
+    head_match: Literal["extracted", "regrouped"] = Field(
+        "extracted", description="attention matches of a student whose heads were extracted one per teacher head (as "
+                                 "etd-*), where the mapping points at the layer they came from: extracted (student "
+                                 "head j against the teacher head it was extracted from) or regrouped (both sides' "
+                                 "Q/K regrouped into the shared relation-head count, which mixes teacher heads when "
+                                 "the head counts differ; benchmarks/quality: 4L-256H with TinyBERT's score MSE, "
+                                 "proxy STS-B 9.6 vs 18.0 extracted)")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> StudentSpec:

@@ -223,6 +223,9 @@ def prepare_run(recipe: Recipe | str | Path | dict, *, overrides: list[str] | No
             aligned = [stage.objective.align_projection(plan["hidden_dims"]) for stage in run.stages]
             if any(aligned):
                 plan = {**plan, "projection": "extracted"}
+        if spec.head_match == "extracted" and "heads" in plan and any(  # a list: every stage aligns
+                [stage.objective.align_heads(plan["layers"], plan["heads"]) for stage in run.stages]):
+            plan = {**plan, "head_match": "extracted"}
         rank_supernet(run, corpus, out)
         initial = snapshot(student) if recipe.train.average_with_init else None
         module = None
