@@ -210,6 +210,15 @@ def hidden_variance_l1(student: Tensor, teacher: Tensor, mask: Tensor | None = N
     return _masked_mean((_token_moments(student)[1] - _token_moments(teacher)[1]).abs(), mask)
 
 
+def _pooled(h: Tensor, mask: Tensor | None, mode: str, option: str) -> Tensor:
+    """``[batch, seq, dim]`` -> one fp32 vector per input: the [CLS] state (``cls``) or the mean over real tokens
+    (``mean``; all tokens when ``mask`` is None); ``option`` names the loss argument in the error."""
+    if mode not in ("cls", "mean"):
+        raise ValueError(f"{option} must be 'cls' or 'mean', not {mode!r}")
+    mask = torch.ones(h.shape[:2], device=h.device) if mask is None else mask
+    return pool_tokens(h.float(), mask, mode)
+
+
 @LOSSES.register("pooled_mse")
 def pooled_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None, student_pool: str = "cls",
                teacher_pool: str = "mean") -> Tensor:
@@ -221,11 +230,8 @@ def pooled_mse(student: Tensor, teacher: Tensor, mask: Tensor | None = None, stu
     ``L = mean_{b, d} (p_s(h_s)_{bd} − p_t(h_t)_{bd})²`` with ``p`` the [CLS] vector (``cls``) or the mean over
     real tokens (``mean``).
     """
-    for name, mode in (("student_pool", student_pool), ("teacher_pool", teacher_pool)):
-        if mode not in ("cls", "mean"):
-            raise ValueError(f"{name} must be 'cls' or 'mean', not {mode!r}")
-    mask = torch.ones(student.shape[:2], device=student.device) if mask is None else mask
-    return F.mse_loss(pool_tokens(student.float(), mask, student_pool), pool_tokens(teacher.float(), mask, teacher_pool))
+    return F.mse_loss(_pooled(student, mask, student_pool, "student_pool"),
+                      _pooled(teacher, mask, teacher_pool, "teacher_pool"))
 
 
 @LOSSES.register("batch_similarity_mse")
@@ -238,9 +244,6 @@ def batch_similarity_mse(student: Tensor, teacher: Tensor, mask: Tensor | None =
     ``L = mean_{i,j} (cos(p_s^i, p_s^j) − cos(p_t^i, p_t^j))²`` with ``p`` the [CLS] vector (``pool='cls'``) or
     the mean over real tokens (``pool='mean'``) of each input in the batch.
     """
-    if pool not in ("cls", "mean"):
-        raise ValueError(f"pool must be 'cls' or 'mean', not {pool!r}")
-    mask = torch.ones(student.shape[:2], device=student.device) if mask is None else mask
-    s = F.normalize(pool_tokens(student.float(), mask, pool), dim=-1)
-    t = F.normalize(pool_tokens(teacher.float(), mask, pool), dim=-1)
+    s = F.normalize(_pooled(student, mask, pool, "pool"), dim=-1)
+    t = F.normalize(_pooled(teacher, mask, pool, "pool"), dim=-1)
     return (s @ s.T - t @ t.T).pow(2).mean()
