@@ -338,7 +338,8 @@ def finetune(models: list[str], args: argparse.Namespace) -> None:
     for name in models:
         specs[name] = ModelSpec(name, model_path(name, args.out_dir))
     tasks = [load_task(t, default_data_dir(), "tsv") for t in FINETUNE_TASKS]
-    settings = resolve_settings(list(FINETUNE_TASKS), [f"sst2.max_train_examples={SST2_CAP}"])
+    overrides = [f"sst2.max_train_examples={SST2_CAP}"] + ([f"lr_grid={json.dumps(args.lr_grid)}"] if args.lr_grid else [])
+    settings = resolve_settings(list(FINETUNE_TASKS), overrides)
     command = shlex.join(["python", "benchmarks/quality/run.py", *sys.argv[1:]])
     out = args.report_dir or RESULTS / "finetune"
     for done in range(1, len(models) + 1):
@@ -467,6 +468,13 @@ def write_margins(report: dict[str, Any], out: Path, paths: dict[str, Path] | No
                   f"of the difference over the {next(iter(boot.values()))['n']:,} dev pairs "
                   f"({next(iter(boot.values()))['resamples']:,} resamples, the same draw for both models); **bold**: "
                   "it excludes 0."]
+    grids = sorted({lr for m in shown for t in tasks for lr in m["tasks"][t].get("grid") or {}}, key=float)
+    if len(grids) > 1:
+        chosen = "; ".join(f"{m['label']}: " + ", ".join(f"{names[t]} {m['tasks'][t]['lr']:g}" for t in tasks
+                                                         if m["tasks"][t].get("lr")) for m in shown)
+        lines += ["", f"Fine-tuning learning rate: each model's best of {', '.join(grids)} per task by mean dev score "
+                  "over its seeds, chosen on the dev set that is reported (the same rule for every model, so a "
+                  f"selection bias of the same size for each). Chosen: {chosen}."]
     if teacher:
         shape = student_shape(BASELINES[best["label"]]) if best["label"] in BASELINES else None
         lines += ["", f"Teacher average {teacher['average']:.1f}; {best['label']} keeps "
@@ -858,6 +866,9 @@ def main() -> None:
     p.add_argument("--report-dir", type=Path, help="finetune: where the report of the models run goes (default "
                                                    "results/finetune; runs are cached in results/finetune/cache "
                                                    "either way)")
+    p.add_argument("--lr-grid", type=float, nargs="+", metavar="LR",
+                   help="finetune: try these fine-tuning learning rates for every model and task and report each "
+                        "model's best by mean dev score (runs at 5e-5 are the default ones, reused from the cache)")
     p.add_argument("--long-proxy", action="store_true",
                    help=f"curve: also score the proxy at {LONG_PROXY_EPOCHS} epochs (writes results/curve-long-proxy.*)")
     args = p.parse_args()

@@ -142,6 +142,29 @@ def test_finetune_margins(tmp_path, benchmark_script):
     assert (tmp_path / "results.png").stat().st_size > 1000
 
 
+def test_margins_name_each_models_learning_rate_when_a_grid_ran(tmp_path, benchmark_script):
+    def model(label, role, rte_lr, rte_grid, sst2_lr):
+        return {"label": label, "role": role, "average": 70.0, "tasks": {
+            "rte": {"mean": {"score": 60.0}, "std": {"score": 1.0}, "n": 3, "lr": rte_lr, "grid": rte_grid},
+            "sst2": {"mean": {"score": 80.0}, "std": {}, "n": 1, "lr": sst2_lr,
+                     "grid": {"5e-05": 80.0, "0.0001": 79.0}}}}
+
+    report = {"tasks": [{"name": "rte", "title": "RTE"}, {"name": "sst2", "title": "SST-2"}],
+              "models": [model("teacher", "teacher", 5e-5, {"5e-05": 60.0, "0.0001": 59.0}, 5e-5),
+                         model("copy-1-3-6", "student", 1e-4, {"5e-05": 58.0, "0.0001": 60.0}, 5e-5),
+                         model("cand", "student", 1e-4, {"5e-05": 57.0, "0.0001": 60.0}, 1e-4)]}
+    benchmark_script("quality").write_margins(report, tmp_path)
+    md = (tmp_path / "margins.md").read_text()
+    assert "each model's best of 5e-05, 0.0001 per task" in md
+    assert ("Chosen: teacher: RTE 5e-05, SST-2 5e-05; copy-1-3-6: RTE 0.0001, SST-2 5e-05; cand: RTE 0.0001, "
+            "SST-2 0.0001.") in md
+    for m in report["models"]:  # one learning rate each: no such line
+        for t in m["tasks"].values():
+            t["grid"] = {"5e-05": t["mean"]["score"]}
+    benchmark_script("quality").write_margins(report, tmp_path)
+    assert "Fine-tuning learning rate" not in (tmp_path / "margins.md").read_text()
+
+
 def test_average_margin_spread_is_over_per_seed_averages(tmp_path, benchmark_script):
     """The average's spread is the std of the per-seed averages (a one-seed task adds its score to each seed's)."""
     quality = benchmark_script("quality")
