@@ -473,8 +473,8 @@ def write_margins(report: dict[str, Any], out: Path, paths: dict[str, Path] | No
         chosen = "; ".join(f"{m['label']}: " + ", ".join(f"{names[t]} {m['tasks'][t]['lr']:g}" for t in tasks
                                                          if m["tasks"][t].get("lr")) for m in shown)
         lines += ["", f"Fine-tuning learning rate: each model's best of {', '.join(grids)} per task by mean dev score "
-                  "over its seeds, chosen on the dev set that is reported (the same rule for every model, so a "
-                  f"selection bias of the same size for each). Chosen: {chosen}."]
+                  "over its seeds, chosen on the dev set that is reported (the same rule for every model; each "
+                  f"chosen score is an optimistic estimate of that model's). Chosen: {chosen}."]
     if teacher:
         shape = student_shape(BASELINES[best["label"]]) if best["label"] in BASELINES else None
         lines += ["", f"Teacher average {teacher['average']:.1f}; {best['label']} keeps "
